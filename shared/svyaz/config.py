@@ -1,0 +1,89 @@
+"""Service configuration from ``SVYAZ_*`` environment variables (pydantic-settings).
+
+Every setting is documented in the README's configuration table. In production mode
+(``SVYAZ_ENV=production``) missing secrets stop start-up with an error naming them.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from .identity.policy import Policy
+
+DEV_PEPPER = "svyaz-local-development-pepper"  # noqa: S105 - only accepted outside production
+
+
+def _split(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SVYAZ_", extra="ignore")
+
+    env: Literal["development", "production"] = "development"
+    store: Literal["memory", "firestore"] = "memory"
+    gcp_project: str = "svyaz-local"
+    firestore_database: str = "(default)"
+    events_topic: str = "svyaz-events"
+    profile_updates_topic: str = "svyaz-profile-updates"
+    policy_file: str | None = None
+
+    # Secrets: comma-separated key lists; each sender gets its own key so one can be revoked.
+    write_keys: CommaList = Field(default_factory=list)
+    api_keys: CommaList = Field(default_factory=list)
+    crm_keys: CommaList = Field(default_factory=list)
+    pepper: SecretStr = SecretStr("")
+    whatsapp_app_secret: SecretStr = SecretStr("")
+    whatsapp_verify_token: SecretStr = SecretStr("")
+    whatsapp_session_pattern: str = r"(?:номер\s+заявки|session|заявк[аи])\D{0,20}(\d{6,20})"
+    telegram_secret_token: SecretStr = SecretStr("")
+    telegram_bot_username: str = "svyaz_bot"
+    calltracking_token: SecretStr = SecretStr("")
+    qr_signing_key: SecretStr = SecretStr("")
+    qr_allowed_hosts: CommaList = Field(default_factory=list)
+    cookie_name: str = "svyaz_id"
+    cookie_domain: str | None = None
+
+    max_body_bytes: int = Field(default=512 * 1024, ge=1024)
+    max_batch_events: int = Field(default=500, ge=1)
+    idempotency_ttl_days: int = Field(default=7, ge=1)
+    attribution_lookback_days: int = Field(default=90, ge=1)
+    s3_endpoint_url: str | None = None
+
+    @field_validator("write_keys", "api_keys", "crm_keys", "qr_allowed_hosts", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        return _split(value)
+
+    @model_validator(mode="after")
+    def _production_secrets(self) -> Settings:
+        if self.env != "production":
+            return self
+        required = {
+            "SVYAZ_PEPPER": self.pepper.get_secret_value(),
+            "SVYAZ_WRITE_KEYS": self.write_keys,
+            "SVYAZ_API_KEYS": self.api_keys,
+        }
+        missing = [name for name, value in required.items() if not value]
+        if missing:
+            raise ValueError(f"production mode needs {', '.join(missing)}")
+        if len(self.pepper.get_secret_value()) < 32:
+            raise ValueError("SVYAZ_PEPPER must be at least 32 characters in production")
+        return self
+
+    @property
+    def pepper_bytes(self) -> bytes:
+        return (self.pepper.get_secret_value() or DEV_PEPPER).encode()
+
+    @cached_property
+    def policy(self) -> Policy:
+        return Policy.load(self.policy_file)

@@ -1,0 +1,1 @@
+"""The domain: canonical events, identifiers, profiles, touchpoints and the pure merge engine."""

@@ -1,0 +1,361 @@
+"""The merge engine: pure rules, no I/O.
+
+``observe`` turns a canonical event into an ``Observation`` (normalized linking identifiers,
+context-only identifiers, dropped ones with reasons). ``plan_event`` takes the observation and
+a ``Snapshot`` of the documents the store read for it, and returns a ``Plan``: the documents to
+write and the ``Outcome``. The stores only read, call ``plan_event`` and write what it says, so
+every rule of the design page lives in this file.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from ..identity.normalize import Rejected, normalize
+from ..identity.policy import Policy, UnknownKind
+from .events import Event
+from .model import Dropped, Identifier, IdentifierRecord, Outcome, Profile, Touch, Touchpoint, Trait
+
+
+class InvalidEvent(ValueError):
+    """The event cannot be applied at all (e.g. an undeclared identifier kind)."""
+
+
+@dataclass
+class Observation:
+    event: Event
+    linking: list[Identifier]  # strongest first (priority, kind, value), deduplicated
+    moving: list[Identifier]  # device-bound kinds, same order
+    context: list[Identifier]  # kinds that never link (ip): touchpoint context only
+    dropped: list[Dropped]
+
+    @property
+    def all_linking(self) -> list[Identifier]:
+        return self.linking + self.moving
+
+
+def observe(event: Event, policy: Policy) -> Observation:
+    seen: set[Identifier] = set()
+    linking: list[Identifier] = []
+    moving: list[Identifier] = []
+    context: list[Identifier] = []
+    dropped: list[Dropped] = []
+    for kind, raw in event.identifier_pairs():
+        try:
+            rules = policy.kind(kind)
+        except UnknownKind as exc:
+            raise InvalidEvent(str(exc)) from exc
+        try:
+            identifier = Identifier(kind, normalize(policy, kind, raw))
+        except Rejected as exc:
+            dropped.append(Dropped(kind, exc.reason))
+            continue
+        if identifier in seen:
+            continue
+        seen.add(identifier)
+        if not rules.links:
+            context.append(identifier)
+        elif rules.moves:
+            moving.append(identifier)
+        else:
+            linking.append(identifier)
+    order = lambda i: policy.order_key(i.kind, i.value)  # noqa: E731
+    return Observation(event, sorted(linking, key=order), sorted(moving, key=order), context, dropped)
+
+
+@dataclass
+class Snapshot:
+    """What the store read for one event: identifier records, every profile they point to
+    (following ``merged_into`` chains), and the idempotency record if the event was applied."""
+
+    records: dict[Identifier, IdentifierRecord] = field(default_factory=dict)
+    profiles: dict[str, Profile] = field(default_factory=dict)
+    processed: Outcome | None = None
+
+    def owner(self, identifier: Identifier) -> Profile | None:
+        """The active profile an identifier resolves to; None if unknown or erased."""
+        record = self.records.get(identifier)
+        return None if record is None else self.resolve(record.profile_id)
+
+    def resolve(self, profile_id: str | None) -> Profile | None:
+        hops = 0
+        while profile_id is not None and hops < 64:
+            profile = self.profiles.get(profile_id)
+            if profile is None or profile.status == "erased":
+                return None
+            if profile.status == "active":
+                return profile
+            profile_id, hops = profile.merged_into, hops + 1
+        return None
+
+    def missing_profile_ids(self) -> set[str]:
+        """Profile ids a store still has to read to resolve every record (chain following)."""
+        wanted = {r.profile_id for r in self.records.values()}
+        wanted |= {p.merged_into for p in self.profiles.values() if p.status == "merged" and p.merged_into}
+        return wanted - set(self.profiles)
+
+
+@dataclass
+class Plan:
+    outcome: Outcome
+    records: list[IdentifierRecord] = field(default_factory=list)
+    profiles: list[Profile] = field(default_factory=list)  # survivor, tombstones, owners a device moved from
+    touchpoint: Touchpoint | None = None
+    merges: list[tuple[str, str]] = field(default_factory=list)  # (loser, survivor) for the re-pointing job
+
+    @property
+    def document_writes(self) -> int:
+        """Documents this plan writes in its transaction (+1 for the idempotency record)."""
+        return len(self.records) + len(self.profiles) + (1 if self.touchpoint else 0) + 1
+
+
+def touchpoint_for(observation: Observation, profile_id: str) -> Touchpoint:
+    event = observation.event
+    ctx = event.context
+    technical = {k: v for k in ("referrer", "page_url", "ip", "user_agent") if (v := getattr(ctx, k))}
+    return Touchpoint(
+        event_id=event.event_id,
+        profile_id=profile_id,
+        type=event.type,
+        channel=event.channel,
+        timestamp=event.timestamp,
+        attribution=ctx.attribution(),
+        context=technical,
+        identifiers=observation.all_linking + observation.context,
+        properties=dict(event.properties),
+    )
+
+
+def counter_increments(event: Event) -> dict[str, float]:
+    """What one event adds to its profile's counters."""
+    increments: dict[str, float] = {"events": 1, f"type_{event.type}": 1}
+    return increments
+
+
+def fast_path_profile(observation: Observation, snapshot: Snapshot) -> Profile | None:
+    """The fast path test: returns the profile when the event changes nothing in the graph and
+    nothing on the profile but counters and seen times; None when a transaction is needed."""
+    event = observation.event
+    if event.traits or event.context.attribution() or not observation.all_linking:
+        return None
+    owners = {getattr(snapshot.owner(i), "profile_id", None) for i in observation.all_linking}
+    if len(owners) != 1 or None in owners:
+        return None
+    return snapshot.resolve(owners.pop())
+
+
+def plan_event(observation: Observation, snapshot: Snapshot, policy: Policy, new_profile_id: str) -> Plan:
+    event = observation.event
+    if snapshot.processed is not None:
+        replay = copy.deepcopy(snapshot.processed)
+        replay.duplicate = True
+        return Plan(outcome=replay)
+
+    at = event.timestamp
+    profiles: dict[str, Profile] = {}  # working copies of every profile the plan writes
+
+    def working(profile: Profile) -> Profile:
+        return profiles.setdefault(profile.profile_id, copy.deepcopy(profile))
+
+    # Rule 3: build the group greedily, strongest identifier first.
+    group: list[Profile] = []
+    new: list[Identifier] = []
+    joined: list[Identifier] = []
+    counts: Counter[str] = Counter()
+    conflicts: list[Dropped] = []
+    seed: Identifier | None = None
+
+    def fits(extra: Counter[str]) -> str | None:
+        for kind, n in extra.items():
+            if counts[kind] + n > policy.kind(kind).limit:
+                return kind
+        return None
+
+    for identifier in observation.linking:
+        owner = snapshot.owner(identifier)
+        if owner is not None and any(p.profile_id == owner.profile_id for p in group):
+            joined.append(identifier)
+            continue
+        extra = owner.counts() if owner is not None else Counter({identifier.kind: 1})
+        over = fits(extra)
+        if over is not None:
+            conflicts.append(
+                Dropped(
+                    identifier.kind, f"would exceed the limit of {over}", owner.profile_id if owner else None
+                )
+            )
+            continue
+        counts.update(extra)
+        seed = seed or identifier
+        joined.append(identifier)
+        if owner is None:
+            new.append(identifier)
+        else:
+            group.append(owner)
+
+    # Rule 6: the survivor is the profile first seen earliest (ties: smaller id).
+    survivor_source = min(group, key=lambda p: (p.first_seen, p.profile_id)) if group else None
+    if survivor_source is None and not observation.linking:
+        # Rule 5: only device-bound identifiers: resolve to the owner of the strongest known one.
+        survivor_source = next((o for i in observation.moving if (o := snapshot.owner(i))), None)
+    created = survivor_source is None
+    if created:
+        survivor = Profile(new_profile_id, "active", first_seen=at, last_seen=at)
+        profiles[survivor.profile_id] = survivor
+    else:
+        survivor = working(survivor_source)
+        counts = counts if group else survivor.counts()
+
+    losers = [p for p in group if p.profile_id != survivor.profile_id]
+    loser_ids = {p.profile_id for p in losers}
+    for loser_source in sorted(losers, key=lambda p: p.profile_id):
+        loser = working(loser_source)
+        for identifier in loser.all_identifiers():
+            survivor.add(identifier)
+        _absorb(survivor, loser)
+        survivor.merged_from.extend([loser.profile_id, *loser.merged_from])
+        loser.status, loser.merged_into = "merged", survivor.profile_id
+        loser.identifiers, loser.traits, loser.counters, loser.merged_from = {}, {}, {}, []
+        loser.first_touch = loser.last_touch = None
+    for identifier in new:
+        survivor.add(identifier)
+
+    # Rule 5: device-bound identifiers move to the group, never merge it.
+    moved: list[dict[str, str]] = []
+    attached_devices: list[Identifier] = []
+    for identifier in observation.moving:
+        owner = snapshot.owner(identifier)
+        if owner is not None and (owner.profile_id == survivor.profile_id or owner.profile_id in loser_ids):
+            joined.append(identifier)
+            continue
+        if counts[identifier.kind] + 1 > policy.kind(identifier.kind).limit:
+            conflicts.append(
+                Dropped(
+                    identifier.kind,
+                    f"would exceed the limit of {identifier.kind}",
+                    owner.profile_id if owner else None,
+                )
+            )
+            continue
+        counts[identifier.kind] += 1
+        if owner is not None:
+            working(owner).remove(identifier)
+            moved.append({"kind": identifier.kind, "from_profile_id": owner.profile_id})
+        survivor.add(identifier)
+        attached_devices.append(identifier)
+        joined.append(identifier)
+        seed = seed or identifier
+
+    _apply_event(survivor, event)
+    for profile in profiles.values():
+        profile.version += 1
+
+    records = _records(observation, snapshot, joined, survivor.profile_id, seed)
+    if conflicts:
+        status = "conflict"
+    elif losers:
+        status = "merged"
+    elif created:
+        status = "created"
+    elif new or attached_devices:
+        status = "attached"
+    else:
+        status = "unchanged"
+    outcome = Outcome(
+        event_id=event.event_id,
+        status=status,
+        profile_id=survivor.profile_id,
+        merged_profile_ids=sorted(p.profile_id for p in losers),
+        moved=moved,
+        dropped=list(observation.dropped),
+        conflicts=conflicts,
+        version=survivor.version,
+    )
+    joined_set = set(joined)
+    evidence = Observation(
+        event,
+        [i for i in observation.linking if i in joined_set],
+        [i for i in observation.moving if i in joined_set],
+        observation.context,
+        [],
+    )
+    return Plan(
+        outcome=outcome,
+        records=records,
+        profiles=list(profiles.values()),
+        touchpoint=touchpoint_for(evidence, survivor.profile_id),
+        merges=[(loser.profile_id, survivor.profile_id) for loser in losers],
+    )
+
+
+def _records(
+    observation: Observation,
+    snapshot: Snapshot,
+    joined: list[Identifier],
+    profile_id: str,
+    seed: Identifier | None,
+) -> list[IdentifierRecord]:
+    at, event_id = observation.event.timestamp, observation.event.event_id
+    records = []
+    for identifier in joined:
+        old = snapshot.records.get(identifier)
+        owner = snapshot.owner(identifier)
+        if old is None or owner is None:
+            through = seed if seed != identifier else None
+            records.append(IdentifierRecord(identifier, profile_id, at, at, event_id, through))
+            continue
+        record = copy.deepcopy(old)
+        if owner.profile_id != profile_id or old.profile_id != profile_id:
+            # Re-pointed by a merge or a move: this event is the new evidence.
+            record.linked_by_event, record.linked_through = event_id, (seed if seed != identifier else None)
+        record.profile_id = profile_id
+        record.first_seen, record.last_seen = min(record.first_seen, at), max(record.last_seen, at)
+        records.append(record)
+    return records
+
+
+def _later(a: datetime, b: datetime | None) -> bool:
+    return b is None or a > b
+
+
+def _absorb(survivor: Profile, loser: Profile) -> None:
+    """Fold a loser's data into the survivor so the result does not depend on merge order."""
+    survivor.first_seen = min(survivor.first_seen, loser.first_seen)
+    survivor.last_seen = max(survivor.last_seen, loser.last_seen)
+    for name, trait in loser.traits.items():
+        _set_trait(survivor, name, trait)
+    for name, value in loser.counters.items():
+        survivor.counters[name] = survivor.counters.get(name, 0) + value
+    _touch(survivor, loser.first_touch)
+    _touch(survivor, loser.last_touch)
+
+
+def _set_trait(profile: Profile, name: str, trait: Trait) -> None:
+    current = profile.traits.get(name)
+    # Last write wins by event time; equal times break by value so any delivery order agrees.
+    if current is None or (trait.at, repr(trait.value)) > (current.at, repr(current.value)):
+        profile.traits[name] = Trait(trait.value, trait.at)
+
+
+def _touch(profile: Profile, touch: Touch | None) -> None:
+    if touch is None:
+        return
+    if profile.first_touch is None or touch.at < profile.first_touch.at:
+        profile.first_touch = copy.deepcopy(touch)
+    if _later(touch.at, profile.last_touch.at if profile.last_touch else None):
+        profile.last_touch = copy.deepcopy(touch)
+
+
+def _apply_event(profile: Profile, event: Event) -> None:
+    at = event.timestamp
+    profile.first_seen, profile.last_seen = min(profile.first_seen, at), max(profile.last_seen, at)
+    for name, value in counter_increments(event).items():
+        profile.counters[name] = profile.counters.get(name, 0) + value
+    for name, value in event.traits.items():
+        _set_trait(profile, name, Trait(value, at))
+    attribution = event.context.attribution()
+    if attribution:
+        _touch(profile, Touch(at, attribution, event.type, event.channel))

@@ -1,0 +1,270 @@
+"""Identifiers, profiles, touchpoints and outcomes, with their document forms.
+
+Documents are plain dicts (datetimes stay datetimes) so the in-memory store and Firestore
+hold exactly the same shapes.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+ProfileStatus = Literal["active", "merged", "erased"]
+OutcomeStatus = Literal["created", "attached", "merged", "unchanged", "conflict"]
+
+
+def to_ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
+
+
+def from_ms(ms: int | float) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+@dataclass(frozen=True, order=True)
+class Identifier:
+    kind: str
+    value: str
+
+    def __str__(self) -> str:  # for humans (CLI, demo); never logged by the service
+        return f"{self.kind}:{self.value}"
+
+
+@dataclass
+class IdentifierRecord:
+    """``identifiers/{keyed hash}``: which profile an identifier belongs to, and why."""
+
+    identifier: Identifier
+    profile_id: str
+    first_seen: datetime
+    last_seen: datetime
+    linked_by_event: str
+    # The identifier this one was linked through on that event: the evidence for the link.
+    linked_through: Identifier | None = None
+
+    def to_doc(self) -> dict[str, Any]:
+        through = self.linked_through
+        return {
+            "kind": self.identifier.kind,
+            "value": self.identifier.value,
+            "profile_id": self.profile_id,
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+            "linked_by_event": self.linked_by_event,
+            "linked_through": None if through is None else {"kind": through.kind, "value": through.value},
+        }
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> IdentifierRecord:
+        through = doc.get("linked_through")
+        return cls(
+            identifier=Identifier(doc["kind"], doc["value"]),
+            profile_id=doc["profile_id"],
+            first_seen=doc["first_seen"],
+            last_seen=doc["last_seen"],
+            linked_by_event=doc.get("linked_by_event", ""),
+            linked_through=None if not through else Identifier(through["kind"], through["value"]),
+        )
+
+
+@dataclass
+class Trait:
+    value: Any
+    at: datetime
+
+
+@dataclass
+class Touch:
+    """Attribution of one touch: where the customer came from, and when."""
+
+    at: datetime
+    attribution: dict[str, str]
+    type: str
+    channel: str
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "at": self.at,
+            "attribution": dict(self.attribution),
+            "type": self.type,
+            "channel": self.channel,
+        }
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any] | None) -> Touch | None:
+        if not doc:
+            return None
+        return cls(doc["at"], dict(doc.get("attribution", {})), doc.get("type", ""), doc.get("channel", ""))
+
+
+@dataclass
+class Profile:
+    profile_id: str
+    status: ProfileStatus
+    first_seen: datetime
+    last_seen: datetime
+    identifiers: dict[str, list[str]] = field(default_factory=dict)
+    traits: dict[str, Trait] = field(default_factory=dict)
+    first_touch: Touch | None = None
+    last_touch: Touch | None = None
+    counters: dict[str, float] = field(default_factory=dict)
+    version: int = 0
+    merged_into: str | None = None
+    # Every profile ever merged into this one (tombstones), so history and erasure reach them.
+    merged_from: list[str] = field(default_factory=list)
+
+    def holds(self, identifier: Identifier) -> bool:
+        return identifier.value in self.identifiers.get(identifier.kind, ())
+
+    def counts(self) -> Counter[str]:
+        return Counter({kind: len(values) for kind, values in self.identifiers.items() if values})
+
+    def all_identifiers(self) -> list[Identifier]:
+        return [Identifier(kind, value) for kind, values in self.identifiers.items() for value in values]
+
+    def add(self, identifier: Identifier) -> None:
+        values = self.identifiers.setdefault(identifier.kind, [])
+        if identifier.value not in values:
+            values.append(identifier.value)
+
+    def remove(self, identifier: Identifier) -> None:
+        values = self.identifiers.get(identifier.kind, [])
+        if identifier.value in values:
+            values.remove(identifier.value)
+        if not values:
+            self.identifiers.pop(identifier.kind, None)
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "merged_into": self.merged_into,
+            "merged_from": list(self.merged_from),
+            # Epoch milliseconds: Firestore's Minimum/Maximum transforms work on numbers only,
+            # and the fast path keeps these without a transaction.
+            "first_seen_ms": to_ms(self.first_seen),
+            "last_seen_ms": to_ms(self.last_seen),
+            "identifiers": {kind: list(values) for kind, values in self.identifiers.items()},
+            "traits": {name: {"value": t.value, "at": t.at} for name, t in self.traits.items()},
+            "first_touch": self.first_touch.to_doc() if self.first_touch else None,
+            "last_touch": self.last_touch.to_doc() if self.last_touch else None,
+            "counters": dict(self.counters),
+            "version": self.version,
+        }
+
+    @classmethod
+    def from_doc(cls, profile_id: str, doc: dict[str, Any]) -> Profile:
+        return cls(
+            profile_id=profile_id,
+            status=doc["status"],
+            merged_into=doc.get("merged_into"),
+            merged_from=list(doc.get("merged_from") or []),
+            first_seen=from_ms(doc["first_seen_ms"]),
+            last_seen=from_ms(doc["last_seen_ms"]),
+            identifiers={kind: list(values) for kind, values in (doc.get("identifiers") or {}).items()},
+            traits={name: Trait(t["value"], t["at"]) for name, t in (doc.get("traits") or {}).items()},
+            first_touch=Touch.from_doc(doc.get("first_touch")),
+            last_touch=Touch.from_doc(doc.get("last_touch")),
+            counters=dict(doc.get("counters") or {}),
+            version=int(doc.get("version", 0)),
+        )
+
+
+@dataclass
+class Touchpoint:
+    """``touchpoints/{hash of event id}``: what happened, owned by a profile, with its evidence."""
+
+    event_id: str
+    profile_id: str
+    type: str
+    channel: str
+    timestamp: datetime
+    attribution: dict[str, str]
+    context: dict[str, str]
+    identifiers: list[Identifier]
+    properties: dict[str, Any]
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "profile_id": self.profile_id,
+            "type": self.type,
+            "channel": self.channel,
+            "timestamp": self.timestamp,
+            "attribution": dict(self.attribution),
+            "context": dict(self.context),
+            "identifiers": [{"kind": i.kind, "value": i.value} for i in self.identifiers],
+            "properties": dict(self.properties),
+        }
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Touchpoint:
+        return cls(
+            event_id=doc["event_id"],
+            profile_id=doc["profile_id"],
+            type=doc["type"],
+            channel=doc["channel"],
+            timestamp=doc["timestamp"],
+            attribution=dict(doc.get("attribution") or {}),
+            context=dict(doc.get("context") or {}),
+            identifiers=[Identifier(i["kind"], i["value"]) for i in doc.get("identifiers") or []],
+            properties=dict(doc.get("properties") or {}),
+        )
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """An identifier the event carried but that was not used. ``kind`` and a reason only:
+    outcomes are logged and published, so they carry no values."""
+
+    kind: str
+    reason: str
+    profile_id: str | None = None  # for a limit conflict: the profile it belongs to
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            k: v
+            for k, v in {"kind": self.kind, "reason": self.reason, "profile_id": self.profile_id}.items()
+            if v is not None
+        }
+
+
+@dataclass
+class Outcome:
+    event_id: str
+    status: OutcomeStatus
+    profile_id: str | None
+    merged_profile_ids: list[str] = field(default_factory=list)
+    moved: list[dict[str, str]] = field(default_factory=list)  # {"kind", "from_profile_id"}
+    dropped: list[Dropped] = field(default_factory=list)
+    conflicts: list[Dropped] = field(default_factory=list)
+    duplicate: bool = False
+    version: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "status": self.status,
+            "profile_id": self.profile_id,
+            "merged_profile_ids": list(self.merged_profile_ids),
+            "moved": [dict(m) for m in self.moved],
+            "dropped": [d.as_dict() for d in self.dropped],
+            "conflicts": [c.as_dict() for c in self.conflicts],
+            "duplicate": self.duplicate,
+            "version": self.version,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Outcome:
+        return cls(
+            event_id=data["event_id"],
+            status=data["status"],
+            profile_id=data.get("profile_id"),
+            merged_profile_ids=list(data.get("merged_profile_ids") or []),
+            moved=[dict(m) for m in data.get("moved") or []],
+            dropped=[Dropped(**d) for d in data.get("dropped") or []],
+            conflicts=[Dropped(**c) for c in data.get("conflicts") or []],
+            duplicate=bool(data.get("duplicate", False)),
+            version=int(data.get("version", 0)),
+        )

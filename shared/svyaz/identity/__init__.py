@@ -1,0 +1,1 @@
+"""Identifier kinds, their policies and their normalization rules."""

@@ -1,0 +1,92 @@
+"""The application service: apply one canonical event to the identity graph.
+
+This is the one code path every entry point uses (the Pub/Sub function, the local worker,
+bulk import, the benchmark): observe the event, take the fast path when the graph does not
+change, else run the merge engine inside one store transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+
+from .domain.events import Event
+from .domain.merge import (
+    Observation,
+    counter_increments,
+    fast_path_profile,
+    observe,
+    plan_event,
+    touchpoint_for,
+)
+from .domain.model import Outcome
+from .identity.policy import Policy
+from .store.base import Duplicate, FastWrite, Store
+
+log = logging.getLogger("svyaz.service")
+
+
+def new_profile_id() -> str:
+    return uuid.uuid4().hex
+
+
+class IdentityService:
+    def __init__(self, store: Store, policy: Policy, id_factory: Callable[[], str] = new_profile_id) -> None:
+        self.store = store
+        self.policy = policy
+        self.id_factory = id_factory
+        self.stats = {"fast_path": 0, "transactions": 0, "duplicates": 0}
+
+    def apply(self, event: Event) -> Outcome:
+        """Apply an event exactly once. Raises ``InvalidEvent`` for an event that can never
+        apply, ``store.Contention`` / ``StoreError`` for a transient failure (retry later)."""
+        observation = observe(event, self.policy)
+        outcome = self._fast_path(observation)
+        if outcome is None:
+            outcome = self._transaction(observation)
+        if outcome.duplicate:
+            self.stats["duplicates"] += 1
+        log.info(
+            "event applied",
+            extra={"svyaz": {k: v for k, v in outcome.as_dict().items() if k != "dropped"}},
+        )
+        return outcome
+
+    def _fast_path(self, observation: Observation) -> Outcome | None:
+        event = observation.event
+        snapshot = self.store.read_snapshot(observation.all_linking, event.event_id)
+        if snapshot.processed is not None:
+            snapshot.processed.duplicate = True
+            return snapshot.processed
+        profile = fast_path_profile(observation, snapshot)
+        if profile is None:
+            return None
+        outcome = Outcome(event.event_id, "unchanged", profile.profile_id, dropped=list(observation.dropped))
+        write = FastWrite(
+            profile_id=profile.profile_id,
+            touchpoint=touchpoint_for(observation, profile.profile_id),
+            outcome=outcome,
+            increments=counter_increments(event),
+            seen_at=event.timestamp,
+        )
+        try:
+            self.store.write_fast(write)
+        except Duplicate:
+            return None  # applied meanwhile: the transaction path replays its outcome
+        except KeyError:
+            return None  # the profile vanished (erased) meanwhile: decide again in a transaction
+        self.stats["fast_path"] += 1
+        return outcome
+
+    def _transaction(self, observation: Observation) -> Outcome:
+        new_id = self.id_factory()
+        plan = self.store.transact(
+            observation.all_linking,
+            observation.event.event_id,
+            lambda snapshot: plan_event(observation, snapshot, self.policy, new_id),
+        )
+        self.stats["transactions"] += 1
+        for loser, survivor in plan.merges:
+            self.store.repoint(loser, survivor)
+        return plan.outcome

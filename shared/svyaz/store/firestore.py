@@ -1,0 +1,249 @@
+"""The Firestore store (official ``google-cloud-firestore`` client).
+
+Layout (design page, section 5): ``identifiers/{hmac(kind:value)}``, ``profiles/{random id}``,
+``touchpoints/{hmac(event id)}``, ``processed_events/{hmac(event id)}`` with ``expire_at`` for
+the TTL policy. A graph change is one read-write transaction, every read before any write.
+Contention (ABORTED, lock timeouts) is retried with jittered exponential backoff; when the
+retries run out ``Contention`` is raised and the transaction has been rolled back.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
+from google.cloud.firestore_v1 import transforms
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from ..domain.merge import Plan, Snapshot
+from ..domain.model import Identifier, IdentifierRecord, Outcome, Profile, Touchpoint, to_ms
+from .base import Contention, Decide, Duplicate, ErasureReport, FastWrite, Store, StoreError, gather_snapshot
+from .memory import erased_doc
+
+log = logging.getLogger("svyaz.store.firestore")
+
+# Errors after which the same transaction may succeed if tried again.
+RETRYABLE = (gexc.Aborted, gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.AlreadyExists)
+IN_QUERY_LIMIT = 30  # Firestore's cap on values in an "in" filter
+
+
+class FirestoreStore(Store):
+    def __init__(
+        self,
+        pepper: bytes,
+        client: firestore.Client | None = None,
+        *,
+        project: str | None = None,
+        database: str = "(default)",
+        max_attempts: int = 8,
+        base_delay: float = 0.05,
+        max_delay: float = 2.0,
+    ) -> None:
+        super().__init__(pepper)
+        self.client = client or firestore.Client(project=project, database=database)
+        self.max_attempts = max_attempts
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.attempts = {"retries": 0, "contention": 0}
+        self._identifiers = self.client.collection("identifiers")
+        self._profiles = self.client.collection("profiles")
+        self._touchpoints = self.client.collection("touchpoints")
+        self._processed = self.client.collection("processed_events")
+
+    # --- snapshot reads ---------------------------------------------------------------
+    def _gather(self, identifiers: Iterable[Identifier], event_id: str, transaction: Any = None) -> Snapshot:
+        def records(ids: list[Identifier]) -> dict[Identifier, IdentifierRecord]:
+            refs = {self._identifiers.document(self.keys.identifier(i)).path: i for i in ids}
+            if not refs:
+                return {}
+            docs = self.client.get_all([self.client.document(p) for p in refs], transaction=transaction)
+            return {refs[d.reference.path]: IdentifierRecord.from_doc(d.to_dict()) for d in docs if d.exists}
+
+        def profiles(ids: set[str]) -> dict[str, Profile]:
+            docs = self.client.get_all([self._profiles.document(p) for p in ids], transaction=transaction)
+            return {d.id: Profile.from_doc(d.id, d.to_dict()) for d in docs if d.exists}
+
+        processed = self._processed.document(self.keys.event(event_id)).get(transaction=transaction)
+        outcome = Outcome.from_dict(processed.get("outcome")) if processed.exists else None
+        return gather_snapshot(identifiers, records, profiles, outcome)
+
+    def read_snapshot(self, identifiers: Iterable[Identifier], event_id: str) -> Snapshot:
+        return self._gather(identifiers, event_id)
+
+    # --- transactions -----------------------------------------------------------------
+    def _retrying(self, what: str, attempt_once: Any) -> Any:
+        last: Exception | None = None
+        for attempt in range(self.max_attempts):
+            try:
+                return attempt_once()
+            except RETRYABLE as exc:
+                last = exc
+            except ValueError as exc:
+                # The client wraps a commit that was ABORTED on its last attempt in ValueError.
+                if not isinstance(exc.__cause__, RETRYABLE):
+                    raise
+                last = exc.__cause__
+            self.attempts["retries"] += 1
+            # Full jitter: contending workers spread out instead of colliding again in step.
+            time.sleep(random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt)))  # noqa: S311
+        self.attempts["contention"] += 1
+        raise Contention(
+            f"{what}: gave up after {self.max_attempts} attempts ({type(last).__name__})"
+        ) from last
+
+    def transact(self, identifiers: list[Identifier], event_id: str, decide: Decide) -> Plan:
+        @firestore.transactional
+        def run(transaction: firestore.Transaction) -> Plan:
+            plan = decide(self._gather(identifiers, event_id, transaction))
+            if plan.outcome.duplicate:
+                return plan
+            for record in plan.records:
+                transaction.set(
+                    self._identifiers.document(self.keys.identifier(record.identifier)), record.to_doc()
+                )
+            for profile in plan.profiles:
+                transaction.set(self._profiles.document(profile.profile_id), profile.to_doc())
+            if plan.touchpoint is not None:
+                transaction.set(
+                    self._touchpoints.document(self.keys.event(event_id)), plan.touchpoint.to_doc()
+                )
+            transaction.create(
+                self._processed.document(self.keys.event(event_id)), self._processed_doc(plan.outcome)
+            )
+            return plan
+
+        return self._retrying("apply event", lambda: run(self.client.transaction(max_attempts=1)))
+
+    def _processed_doc(self, outcome: Outcome) -> dict[str, Any]:
+        return {"outcome": outcome.as_dict(), "expire_at": self.expiry(datetime.now(UTC))}
+
+    def write_fast(self, write: FastWrite) -> None:
+        key = self.keys.event(write.touchpoint.event_id)
+        batch = self.client.batch()
+        batch.create(self._processed.document(key), self._processed_doc(write.outcome))
+        batch.create(self._touchpoints.document(key), write.touchpoint.to_doc())
+        seen = to_ms(write.seen_at)
+        update: dict[str, Any] = {
+            f"counters.{name}": transforms.Increment(v) for name, v in write.increments.items()
+        }
+        update |= {
+            "last_seen_ms": transforms.Maximum(seen),
+            "first_seen_ms": transforms.Minimum(seen),
+            "version": transforms.Increment(1),
+        }
+        batch.update(self._profiles.document(write.profile_id), update)
+        try:
+            batch.commit()
+        except gexc.AlreadyExists as exc:
+            raise Duplicate(write.touchpoint.event_id) from exc
+        except gexc.NotFound as exc:
+            raise KeyError(write.profile_id) from exc
+        except (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.Aborted) as exc:
+            raise StoreError(f"fast-path write failed: {type(exc).__name__}") from exc
+
+    def repoint(self, loser_id: str, survivor_id: str, batch_size: int = 400) -> int:
+        moved = 0
+        while True:
+            query = self._identifiers.where(filter=FieldFilter("profile_id", "==", loser_id)).limit(
+                batch_size
+            )
+            docs = list(query.stream())
+            if not docs:
+                return moved
+            batch = self.client.batch()
+            for doc in docs:
+                batch.update(doc.reference, {"profile_id": survivor_id})
+            batch.commit()
+            moved += len(docs)
+
+    # --- reads ------------------------------------------------------------------------
+    def get_profile(self, profile_id: str) -> Profile | None:
+        doc = self._profiles.document(profile_id).get()
+        return Profile.from_doc(doc.id, doc.to_dict()) if doc.exists else None
+
+    def get_record(self, identifier: Identifier) -> IdentifierRecord | None:
+        doc = self._identifiers.document(self.keys.identifier(identifier)).get()
+        return IdentifierRecord.from_doc(doc.to_dict()) if doc.exists else None
+
+    def touchpoints(
+        self, profile_ids: list[str], limit: int, before: datetime | None = None
+    ) -> list[Touchpoint]:
+        found: list[Touchpoint] = []
+        for start in range(0, len(profile_ids), IN_QUERY_LIMIT):
+            chunk = profile_ids[start : start + IN_QUERY_LIMIT]
+            query = self._touchpoints.where(filter=FieldFilter("profile_id", "in", chunk))
+            if before is not None:
+                query = query.where(filter=FieldFilter("timestamp", "<", before))
+            query = query.order_by("timestamp", direction=firestore.Query.DESCENDING).limit(limit)
+            found.extend(Touchpoint.from_doc(d.to_dict()) for d in query.stream())
+        found.sort(key=lambda t: t.timestamp, reverse=True)
+        return found[:limit]
+
+    def processed(self, event_id: str) -> Outcome | None:
+        doc = self._processed.document(self.keys.event(event_id)).get()
+        return Outcome.from_dict(doc.get("outcome")) if doc.exists else None
+
+    def iter_records(self) -> Iterator[IdentifierRecord]:
+        return (IdentifierRecord.from_doc(d.to_dict()) for d in self._identifiers.stream())
+
+    def iter_profiles(self) -> Iterator[Profile]:
+        return (Profile.from_doc(d.id, d.to_dict()) for d in self._profiles.stream())
+
+    # --- erasure ----------------------------------------------------------------------
+    def erase(self, profile_id: str) -> ErasureReport | None:
+        @firestore.transactional
+        def mark(transaction: firestore.Transaction) -> Profile | None:
+            profile = self._resolve_in(transaction, profile_id)
+            if profile is not None:
+                transaction.set(
+                    self._profiles.document(profile.profile_id), erased_doc(profile, datetime.now(UTC))
+                )
+            return profile
+
+        # First the tombstone of the customer, so every identifier resolves to nothing at once.
+        profile = self._retrying("erase", lambda: mark(self.client.transaction(max_attempts=1)))
+        if profile is None:
+            return None
+        family = [profile.profile_id, *profile.merged_from]
+        records = self._delete_where(self._identifiers, family)
+        touches = self._delete_where(self._touchpoints, family)
+        batch = self.client.batch()
+        for pid in profile.merged_from:
+            batch.delete(self._profiles.document(pid))
+        batch.commit()
+        return ErasureReport(sorted(family), records, touches)
+
+    def _resolve_in(self, transaction: Any, profile_id: str) -> Profile | None:
+        """Follow ``merged_into`` from ``profile_id`` with reads inside the transaction."""
+        for _ in range(64):
+            doc = self._profiles.document(profile_id).get(transaction=transaction)
+            if not doc.exists:
+                return None
+            profile = Profile.from_doc(doc.id, doc.to_dict())
+            if profile.status != "merged" or not profile.merged_into:
+                return profile if profile.status == "active" else None
+            profile_id = profile.merged_into
+        return None
+
+    def _delete_where(self, collection: Any, profile_ids: list[str]) -> int:
+        deleted = 0
+        for start in range(0, len(profile_ids), IN_QUERY_LIMIT):
+            chunk = profile_ids[start : start + IN_QUERY_LIMIT]
+            while True:
+                docs = list(
+                    collection.where(filter=FieldFilter("profile_id", "in", chunk)).limit(400).stream()
+                )
+                if not docs:
+                    break
+                batch = self.client.batch()
+                for doc in docs:
+                    batch.delete(doc.reference)
+                batch.commit()
+                deleted += len(docs)
+        return deleted
