@@ -26,6 +26,10 @@ def _split(value: object) -> object:
 CommaList = Annotated[list[str], NoDecode]
 
 
+class ConfigError(RuntimeError):
+    """The service cannot start with this configuration."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SVYAZ_", extra="ignore")
 
@@ -65,23 +69,31 @@ class Settings(BaseSettings):
         return _split(value)
 
     @model_validator(mode="after")
-    def _production_secrets(self) -> Settings:
-        if self.env != "production":
-            return self
-        required = {
-            "SVYAZ_PEPPER": self.pepper.get_secret_value(),
-            "SVYAZ_WRITE_KEYS": self.write_keys,
-            "SVYAZ_API_KEYS": self.api_keys,
-        }
-        missing = [name for name, value in required.items() if not value]
-        if missing:
-            raise ValueError(f"production mode needs {', '.join(missing)}")
-        if len(self.pepper.get_secret_value()) < 32:
+    def _production_pepper(self) -> Settings:
+        pepper = self.pepper.get_secret_value()
+        if self.env == "production" and pepper and len(pepper) < 32:
             raise ValueError("SVYAZ_PEPPER must be at least 32 characters in production")
         return self
 
+    def require(self, *names: str) -> None:
+        """Each function checks the secrets it uses at start-up: in production a missing one
+        is a ConfigError naming its variable (functions mount only their own secrets)."""
+        if self.env != "production":
+            return
+        missing = []
+        for name in names:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            if not value:
+                missing.append(f"SVYAZ_{name.upper()}")
+        if missing:
+            raise ConfigError(f"production mode needs {', '.join(missing)}")
+
     @property
     def pepper_bytes(self) -> bytes:
+        if self.env == "production":
+            self.require("pepper")
         return (self.pepper.get_secret_value() or DEV_PEPPER).encode()
 
     @cached_property

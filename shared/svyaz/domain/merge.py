@@ -166,7 +166,6 @@ def plan_event(observation: Observation, snapshot: Snapshot, policy: Policy, new
     joined: list[Identifier] = []
     counts: Counter[str] = Counter()
     conflicts: list[Dropped] = []
-    seed: Identifier | None = None
 
     def fits(extra: Counter[str]) -> str | None:
         for kind, n in extra.items():
@@ -189,7 +188,6 @@ def plan_event(observation: Observation, snapshot: Snapshot, policy: Policy, new
             )
             continue
         counts.update(extra)
-        seed = seed or identifier
         joined.append(identifier)
         if owner is None:
             new.append(identifier)
@@ -247,13 +245,12 @@ def plan_event(observation: Observation, snapshot: Snapshot, policy: Policy, new
         survivor.add(identifier)
         attached_devices.append(identifier)
         joined.append(identifier)
-        seed = seed or identifier
 
     _apply_event(survivor, event)
     for profile in profiles.values():
         profile.version += 1
 
-    records = _records(observation, snapshot, joined, survivor.profile_id, seed)
+    records = _records(observation, snapshot, joined, survivor.profile_id)
     if conflicts:
         status = "conflict"
     elif losers:
@@ -296,21 +293,26 @@ def _records(
     snapshot: Snapshot,
     joined: list[Identifier],
     profile_id: str,
-    seed: Identifier | None,
 ) -> list[IdentifierRecord]:
     at, event_id = observation.event.timestamp, observation.event.event_id
+    # The evidence of a link: the strongest identifier of the event that was already known
+    # (it brought the profile), else the strongest other identifier of the event.
+    known = [i for i in joined if snapshot.owner(i) is not None]
+
+    def through(identifier: Identifier) -> Identifier | None:
+        return next((i for i in known + joined if i != identifier), None)
+
     records = []
     for identifier in joined:
         old = snapshot.records.get(identifier)
         owner = snapshot.owner(identifier)
         if old is None or owner is None:
-            through = seed if seed != identifier else None
-            records.append(IdentifierRecord(identifier, profile_id, at, at, event_id, through))
+            records.append(IdentifierRecord(identifier, profile_id, at, at, event_id, through(identifier)))
             continue
         record = copy.deepcopy(old)
         if owner.profile_id != profile_id or old.profile_id != profile_id:
             # Re-pointed by a merge or a move: this event is the new evidence.
-            record.linked_by_event, record.linked_through = event_id, (seed if seed != identifier else None)
+            record.linked_by_event, record.linked_through = event_id, through(identifier)
         record.profile_id = profile_id
         record.first_seen, record.last_seen = min(record.first_seen, at), max(record.last_seen, at)
         records.append(record)

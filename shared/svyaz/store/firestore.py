@@ -149,7 +149,7 @@ class FirestoreStore(Store):
 
     def repoint(self, loser_id: str, survivor_id: str, batch_size: int = 400) -> int:
         moved = 0
-        while True:
+        for _ in range(self.max_attempts):
             query = self._identifiers.where(filter=FieldFilter("profile_id", "==", loser_id)).limit(
                 batch_size
             )
@@ -158,9 +158,15 @@ class FirestoreStore(Store):
                 return moved
             batch = self.client.batch()
             for doc in docs:
-                batch.update(doc.reference, {"profile_id": survivor_id})
-            batch.commit()
-            moved += len(docs)
+                # Only if untouched since read: a concurrent move of this identifier must win.
+                option = self.client.write_option(last_update_time=doc.update_time)
+                batch.update(doc.reference, {"profile_id": survivor_id}, option=option)
+            try:
+                batch.commit()
+                moved += len(docs)
+            except (gexc.FailedPrecondition, *RETRYABLE):
+                self.attempts["retries"] += 1
+        raise StoreError("re-pointing identifiers kept conflicting; reads still follow merged_into")
 
     # --- reads ------------------------------------------------------------------------
     def get_profile(self, profile_id: str) -> Profile | None:

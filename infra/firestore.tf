@@ -1,0 +1,71 @@
+# Firestore (native mode): identity graph, touchpoints and idempotency records.
+# Layout: identifiers/{keyed hash}, profiles/{id}, touchpoints/{event id}, processed_events/{event id}.
+
+resource "google_firestore_database" "main" {
+  project     = var.project_id
+  name        = var.firestore_database
+  location_id = var.firestore_location # read the variable's description (152-FZ) before choosing
+  type        = "FIRESTORE_NATIVE"
+
+  point_in_time_recovery_enablement = "POINT_IN_TIME_RECOVERY_ENABLED"
+  delete_protection_state           = "DELETE_PROTECTION_ENABLED"
+  # `terraform destroy` only forgets the database; it is never deleted from here.
+  deletion_policy = "ABANDON"
+
+  depends_on = [google_project_service.enabled]
+}
+
+# Idempotency records expire by themselves: Firestore TTL deletes documents of processed_events once
+# their expire_at timestamp has passed (within about a day). The field is also exempt from indexing:
+# a monotonically growing timestamp index would be a write hotspot and is never queried.
+resource "google_firestore_field" "processed_events_ttl" {
+  project    = var.project_id
+  database   = google_firestore_database.main.name
+  collection = "processed_events"
+  field      = "expire_at"
+
+  ttl_config {}
+  index_config {}
+}
+
+# Single-field index exemptions for fields that are never queried: fewer index writes per document
+# (cost, latency) and no index entry limit trouble for free-form maps. An exemption on a map field
+# applies to all its subfields. identifiers.profile_id keeps its automatic index (it is queried).
+locals {
+  firestore_unindexed_fields = {
+    "profiles.traits"        = { collection = "profiles", field = "traits" }
+    "profiles.identifiers"   = { collection = "profiles", field = "identifiers" }
+    "touchpoints.properties" = { collection = "touchpoints", field = "properties" }
+    "identifiers.last_seen"  = { collection = "identifiers", field = "last_seen" }
+  }
+}
+
+resource "google_firestore_field" "unindexed" {
+  for_each = local.firestore_unindexed_fields
+
+  project    = var.project_id
+  database   = google_firestore_database.main.name
+  collection = each.value.collection
+  field      = each.value.field
+
+  # An empty index_config disables every single-field index of the field.
+  index_config {}
+}
+
+# Touch history of a profile: where profile_id == X order by timestamp desc.
+resource "google_firestore_index" "touchpoints_by_profile" {
+  project     = var.project_id
+  database    = google_firestore_database.main.name
+  collection  = "touchpoints"
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "profile_id"
+    order      = "ASCENDING"
+  }
+
+  fields {
+    field_path = "timestamp"
+    order      = "DESCENDING"
+  }
+}

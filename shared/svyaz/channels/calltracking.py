@@ -1,0 +1,247 @@
+"""Call-tracking notifications (Calltouch and peers) as canonical ``call`` events.
+
+The HTTP layer accepts GET query strings, URL-encoded POST forms and JSON, authenticates the
+sender with :func:`verify_token`, and passes one flat mapping to :func:`parse_call`. Vendor field
+names go through a field map (:data:`DEFAULT_FIELD_MAP`, overridable); lookup ignores case, so
+``callerphone`` and ``callerPhone`` both map. Unknown fields are ignored.
+
+Identifier decisions:
+
+* ``callerNumber`` / ``callerphone`` -> ``phone`` (raw; the engine normalizes ``7909...``).
+* ``sessionId`` -> ``session_id``: the site session the tracking number was shown in.
+* ``ctClientId`` -> ``ct_client_id``: the call-tracking visitor (browser) id.
+* ``clientId`` -> ``client_id`` (ambiguous): Calltouch journals also carry a web-analytics client
+  id under this name, so a value shaped like a Google Analytics cid (``<digits>.<digits>``) goes
+  to ``ga_client_id`` and anything else to ``ct_client_id``.
+* ``yaClientId`` -> ``ym_client_id``.
+* ``ctCallerId`` -> the property ``ct_caller_id``: Calltouch's id of the *calling number*, which
+  identifies nothing the phone doesn't already, so it is kept for reference, not linked.
+
+Times: unix seconds (``timestamp``, preferred when present), ISO 8601, or Calltouch's
+``dd/mm/yyyy HH:MM:SS``. Times without an offset are in the call-tracking account's time zone,
+``local_tz`` (Moscow by default). Calltouch can notify at call start and at call end with the
+same ``callId``; the event id ``call:<callId>`` deduplicates them, so configure the webhook on
+call *end* to get the duration and outcome.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from typing import Any
+
+from ..domain.events import Context, Event, utcnow
+from . import ChannelError, build_event, clip, drop_empty, from_unix, printable_id
+
+MOSCOW = timezone(timedelta(hours=3), "MSK")
+
+DEFAULT_FIELD_MAP: dict[str, str] = {
+    # call
+    "callId": "call_id",
+    "call_id": "call_id",
+    "callerNumber": "caller_phone",
+    "callerphone": "caller_phone",
+    "phoneNumber": "tracked_phone",
+    "calledphone": "tracked_phone",
+    "date": "time",
+    "calltime": "time",
+    "timestamp": "timestamp",
+    "duration": "duration",
+    "waitingConnect": "waiting",
+    "successful": "successful",
+    "status": "successful",
+    "uniqueCall": "unique",
+    "targetCall": "target",
+    "city": "city",
+    # attribution (utm* win over source/medium/keyword)
+    "source": "source",
+    "medium": "medium",
+    "keyword": "term",
+    "utmSource": "utm_source",
+    "utmMedium": "utm_medium",
+    "utmCampaign": "utm_campaign",
+    "utmContent": "utm_content",
+    "utmTerm": "utm_term",
+    "callUrl": "page_url",
+    "ref": "referrer",
+    "ip": "ip",
+    "userAgent": "user_agent",
+    # identifiers
+    "sessionId": "session_id",
+    "ctClientId": "ct_client_id",
+    "clientId": "client_id",
+    "yaClientId": "ym_client_id",
+    "ctCallerId": "ct_caller_id",
+}
+
+_TRUE = frozenset({"true", "1", "yes", "y", "success", "successful", "answered", "answer", "ok", "да"})
+_FALSE = frozenset(
+    {
+        "false",
+        "0",
+        "no",
+        "n",
+        "fail",
+        "failed",
+        "unsuccessful",
+        "missed",
+        "noanswer",
+        "no_answer",
+        "no answer",
+        "busy",
+        "cancel",
+        "cancelled",
+        "canceled",
+        "нет",
+    }
+)
+_GA_CID = re.compile(r"^\d+\.\d+$")
+_CALLTOUCH_DATE = re.compile(r"^(\d{2})[/.](\d{2})[/.](\d{4})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?$")
+_CLOCK = re.compile(r"^(?:(\d+):)?(\d{1,2}):(\d{2})$")
+
+
+def verify_token(given: str | None, expected: str) -> bool:
+    """True when the token from the URL or header equals the configured one (constant time)."""
+    if not expected or not isinstance(given, str):
+        return False
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def _text(value: object) -> str | None:
+    if isinstance(value, list | tuple):  # a repeated query parameter: the first one
+        value = value[0] if value else None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, str):
+        return value.strip() or None
+    return None
+
+
+def _canonical(fields: Mapping[str, Any], field_map: Mapping[str, str]) -> dict[str, str]:
+    lowered = {vendor.lower(): canonical for vendor, canonical in field_map.items()}
+    out: dict[str, str] = {}
+    for name, raw in fields.items():
+        canonical = lowered.get(name.lower()) if isinstance(name, str) else None
+        value = _text(raw)
+        if canonical and value is not None and canonical not in out:
+            out[canonical] = value
+    return out
+
+
+def parse_time(value: str, local_tz: tzinfo = MOSCOW) -> datetime:
+    """Unix seconds, ISO 8601 or ``dd/mm/yyyy HH:MM:SS``; naive times are in ``local_tz``."""
+    value = value.strip()
+    if value.isdigit():
+        # 13 digits: milliseconds, as JavaScript-minded senders send them.
+        return from_unix(int(value) // 1000 if len(value) == 13 else value, "time")
+    match = _CALLTOUCH_DATE.match(value)
+    try:
+        if match:
+            day, month, year, hour, minute, second = match.groups()
+            moment = datetime(
+                int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0)
+            )
+        else:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ChannelError("time: not unix seconds, ISO 8601 or dd/mm/yyyy HH:MM:SS") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=local_tz)
+    return moment.astimezone(UTC)
+
+
+def _seconds(value: str | None, name: str) -> int | None:
+    if value is None:
+        return None
+    clock = _CLOCK.match(value)
+    if clock:
+        hours, minutes, seconds = clock.groups()
+        return int(hours or 0) * 3600 + int(minutes) * 60 + int(seconds)
+    try:
+        number = float(value)
+    except ValueError:
+        raise ChannelError(f"{name}: expected seconds") from None
+    if not 0 <= number < 10**7:
+        raise ChannelError(f"{name}: out of range")
+    return int(number)
+
+
+def _flag(value: str | None) -> bool | None:
+    if value is None:
+        return None
+    lowered = value.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    return None
+
+
+def parse_call(
+    fields: Mapping[str, Any],
+    field_map: Mapping[str, str] = DEFAULT_FIELD_MAP,
+    now: datetime | None = None,
+    *,
+    local_tz: tzinfo = MOSCOW,
+) -> Event:
+    """One ``call`` event from a flat notification, whichever encoding it arrived in."""
+    if not isinstance(fields, Mapping):
+        raise ChannelError("call notification: expected key/value fields")
+    f = _canonical(fields, field_map)
+    call_id = printable_id(f.get("call_id"), "call id")
+
+    if "timestamp" in f:
+        timestamp = parse_time(f["timestamp"], local_tz)
+    elif "time" in f:
+        timestamp = parse_time(f["time"], local_tz)
+    else:
+        timestamp = now or utcnow()
+
+    identifiers: dict[str, str] = {}
+    for canonical, kind in (
+        ("caller_phone", "phone"),
+        ("session_id", "session_id"),
+        ("ct_client_id", "ct_client_id"),
+        ("ym_client_id", "ym_client_id"),
+    ):
+        if value := clip(f.get(canonical), 512):
+            identifiers[kind] = value
+    if client_id := clip(f.get("client_id"), 512):
+        identifiers.setdefault("ga_client_id" if _GA_CID.match(client_id) else "ct_client_id", client_id)
+
+    context = Context(
+        source=clip(f.get("utm_source") or f.get("source"), 200),
+        medium=clip(f.get("utm_medium") or f.get("medium"), 200),
+        campaign=clip(f.get("utm_campaign"), 500),
+        content=clip(f.get("utm_content"), 500),
+        term=clip(f.get("utm_term") or f.get("term"), 500),
+        referrer=clip(f.get("referrer"), 2048),
+        page_url=clip(f.get("page_url"), 2048),
+        ip=clip(f.get("ip"), 64),
+        user_agent=clip(f.get("user_agent"), 1024),
+    )
+    properties = drop_empty(
+        {
+            "duration": _seconds(f.get("duration"), "duration"),
+            "waiting": _seconds(f.get("waiting"), "waiting"),
+            "successful": _flag(f.get("successful")),
+            "unique": _flag(f.get("unique")),
+            "target": _flag(f.get("target")),
+            "tracked_phone": clip(f.get("tracked_phone"), 64),
+            "city": clip(f.get("city"), 200),
+            "ct_caller_id": clip(f.get("ct_caller_id"), 200),
+        }
+    )
+    return build_event(
+        event_id="call:" + call_id,
+        type="call",
+        timestamp=timestamp,
+        channel="calltracking",
+        identifiers=identifiers,
+        context=context,
+        properties=properties,
+    )

@@ -1,0 +1,524 @@
+"""Static checks of the Terraform in infra/ (parsed with python-hcl2; never init, plan or validate:
+providers cannot be downloaded here). Where a value is computed from the function table, the table file
+is evaluated for real with `terraform console` when terraform is on PATH."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import textwrap
+
+import hcl2
+import pytest
+
+INFRA = pathlib.Path(__file__).resolve().parents[2] / "infra"
+TERRAFORM = shutil.which("terraform")
+TF_ENV = {**os.environ, "CHECKPOINT_DISABLE": "1", "TF_IN_AUTOMATION": "1"}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _clean(value):
+    """python-hcl2 output without parser markers and with bare strings, whatever its version."""
+    if isinstance(value, dict):
+        return {
+            _clean(key): _clean(item)
+            for key, item in value.items()
+            if not (isinstance(key, str) and key.startswith("__") and key.endswith("__"))
+        }
+    if isinstance(value, list):
+        return [_clean(item) for item in value]
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    return value
+
+
+def parse_tf(path: pathlib.Path) -> dict:
+    try:
+        from hcl2 import SerializationOptions
+    except ImportError:  # python-hcl2 < 6 returns bare strings already
+        with path.open() as handle:
+            return _clean(hcl2.load(handle))
+    options = SerializationOptions(strip_string_quotes=True, with_comments=False)
+    with path.open() as handle:
+        return _clean(hcl2.load(handle, serialization_options=options))
+
+
+def load_infra(infra: pathlib.Path = INFRA) -> dict:
+    """All infra/*.tf merged: resources[type][name], data, variables, outputs, locals, raw text."""
+    config: dict = {"resource": {}, "data": {}, "variable": {}, "output": {}, "locals": {}, "text": {}}
+    files = sorted(infra.glob("*.tf"))
+    assert files, f"no Terraform files in {infra}"
+    for path in files:
+        config["text"][path.name] = path.read_text()
+        parsed = parse_tf(path)
+        for kind in ("resource", "data"):
+            for block in parsed.get(kind, []):
+                for rtype, named in block.items():
+                    for name, body in named.items():
+                        bucket = config[kind].setdefault(rtype, {})
+                        assert name not in bucket, f"{rtype}.{name} defined twice"
+                        bucket[name] = body
+        for kind in ("variable", "output"):
+            for block in parsed.get(kind, []):
+                config[kind].update(block)
+        for block in parsed.get("locals", []):
+            for name, value in block.items():
+                assert name not in config["locals"], f"local.{name} defined twice"
+                config["locals"][name] = value
+    return config
+
+
+def entry_points(main_py: pathlib.Path) -> set[str]:
+    """Module-level functions of main.py decorated as Functions Framework targets."""
+    tree = ast.parse(main_py.read_text(), filename=str(main_py))
+    # names bound by `from functions_framework import http [as x]` / `import functions_framework as ff`
+    direct: set[str] = set()
+    modules = {"functions_framework"}
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module == "functions_framework":
+            direct |= {a.asname or a.name for a in node.names if a.name in {"http", "cloud_event"}}
+        elif isinstance(node, ast.Import):
+            modules |= {a.asname for a in node.names if a.name == "functions_framework" and a.asname}
+
+    def is_target(decorator: ast.expr) -> bool:
+        if isinstance(decorator, ast.Call):
+            decorator = decorator.func
+        if isinstance(decorator, ast.Attribute) and isinstance(decorator.value, ast.Name):
+            return decorator.value.id in modules and decorator.attr in {"http", "cloud_event"}
+        return isinstance(decorator, ast.Name) and decorator.id in direct
+
+    return {
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and any(map(is_target, node.decorator_list))
+    }
+
+
+def only(blocks: list | None, what: str) -> dict:
+    assert isinstance(blocks, list) and len(blocks) == 1, f"expected exactly one {what} block, got {blocks!r}"
+    return blocks[0]
+
+
+def eval_function_table(expression: str, tmp_path: pathlib.Path):
+    """Evaluate an expression over infra/function_table.tf (literals only) with `terraform console`."""
+    shutil.copy(INFRA / "function_table.tf", tmp_path / "function_table.tf")
+    result = subprocess.run(
+        [TERRAFORM, "console"],
+        input=f"jsonencode({expression})\n",
+        cwd=tmp_path,
+        env=TF_ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+@pytest.fixture(scope="module")
+def infra() -> dict:
+    return load_infra()
+
+
+@pytest.fixture(scope="module")
+def table(infra) -> dict:
+    functions = infra["locals"].get("functions")
+    assert isinstance(functions, dict) and functions, "infra must define the function table local.functions"
+    return functions
+
+
+def resources(infra: dict, rtype: str) -> dict:
+    return infra["resource"].get(rtype, {})
+
+
+# --------------------------------------------------------------------------- the helper itself
+
+
+def test_entry_point_finder_reads_decorated_module_level_functions(tmp_path):
+    main = tmp_path / "main.py"
+    main.write_text(
+        textwrap.dedent(
+            """
+            import functions_framework
+            import functions_framework as ff
+            from functions_framework import cloud_event as on_event
+
+            @functions_framework.http
+            def collect(request): ...
+
+            @ff.cloud_event
+            def handle(event): ...
+
+            @on_event
+            def other(event): ...
+
+            @functools.wraps(x)
+            def not_a_target(request): ...
+
+            def helper(): ...
+
+            class Holder:
+                @functions_framework.http
+                def method(self, request): ...
+            """
+        )
+    )
+    assert entry_points(main) == {"collect", "handle", "other"}
+
+
+# --------------------------------------------------------------------------- functions
+
+
+def test_every_target_in_main_py_has_a_function_and_vice_versa(repo_root, table):
+    main_py = repo_root / "functions" / "main.py"
+    assert main_py.is_file(), f"{main_py} does not exist yet"
+    targets = entry_points(main_py)
+    assert targets, "no Functions Framework target found in functions/main.py"
+    assert set(table) == targets, (
+        f"only in main.py: {sorted(targets - set(table))}; only in Terraform: {sorted(set(table) - targets)}"
+    )
+
+
+def test_function_table_is_the_specified_one(table, expected_functions):
+    assert set(table) == set(expected_functions)
+    for name, expected in expected_functions.items():
+        entry = table[name]
+        assert entry["public"] is expected["public"], name
+        assert set(entry["secrets"]) == expected["secrets"], name
+        assert len(entry["secrets"]) == len(set(entry["secrets"])), f"{name} lists a secret twice"
+        assert set(entry["publishes_to"]) == expected["publishes_to"], name
+        assert set(entry["project_roles"]) == expected["project_roles"], name
+        assert re.fullmatch(r"[a-z0-9]{1,12}", entry["short"]), f"{name}: short must fit a service account id"
+    shorts = [entry["short"] for entry in table.values()]
+    assert len(shorts) == len(set(shorts)), "two functions would share a service account id"
+
+
+def test_one_function_resource_per_table_entry_built_from_the_one_archive(infra):
+    functions = resources(infra, "google_cloudfunctions2_function")
+    assert list(functions) == ["function"], "all functions come from the one for_each resource"
+    fn = functions["function"]
+    assert fn["for_each"] == "${local.functions}"
+    build = only(fn.get("build_config"), "build_config")
+    assert build["entry_point"] == "${each.key}"
+    assert build["runtime"] == "python312"
+    storage = only(only(build.get("source"), "source").get("storage_source"), "storage_source")
+    assert storage["bucket"] == "${google_storage_bucket.function_source.name}"
+    assert storage["object"] == "${google_storage_bucket_object.function_source.name}"
+
+    archive = resources(infra, "google_storage_bucket_object")["function_source"]
+    assert archive["source"] == "${var.source_archive}"
+    assert "filemd5(var.source_archive)" in archive["name"], "object name must change with the content"
+    assert infra["variable"]["source_archive"]["default"] == "../dist/functions.zip"
+
+
+def test_no_function_runs_as_the_default_compute_service_account(infra, table):
+    fn = resources(infra, "google_cloudfunctions2_function")["function"]
+    service = only(fn.get("service_config"), "service_config")
+    assert service.get("service_account_email") == "${google_service_account.function[each.key].email}"
+    accounts = resources(infra, "google_service_account")
+    assert accounts["function"]["for_each"] == "${local.functions}"
+    assert "each.value.short" in accounts["function"]["account_id"]
+    build = only(fn.get("build_config"), "build_config")
+    assert build.get("service_account") == "${google_service_account.build.id}"
+    for name, text in infra["text"].items():
+        assert "compute@developer.gserviceaccount.com" not in text, f"{name} mentions the default compute SA"
+        assert "appspot.gserviceaccount.com" not in text, f"{name} mentions the App Engine default SA"
+
+
+def test_functions_get_the_specified_environment(infra):
+    env = infra["locals"]["function_env"]
+    assert set(env) == {
+        "SVYAZ_ENV",
+        "SVYAZ_STORE",
+        "SVYAZ_GCP_PROJECT",
+        "SVYAZ_EVENTS_TOPIC",
+        "SVYAZ_PROFILE_UPDATES_TOPIC",
+        "SVYAZ_QR_ALLOWED_HOSTS",
+        "SVYAZ_FIRESTORE_DATABASE",
+    }
+    assert env["SVYAZ_ENV"] == "production"
+    assert env["SVYAZ_STORE"] == "firestore"
+    assert env["SVYAZ_EVENTS_TOPIC"] == "${google_pubsub_topic.events.name}"
+    assert env["SVYAZ_PROFILE_UPDATES_TOPIC"] == "${google_pubsub_topic.profile_updates.name}"
+    assert "var.qr_allowed_hosts" in env["SVYAZ_QR_ALLOWED_HOSTS"]
+    service = only(resources(infra, "google_cloudfunctions2_function")["function"]["service_config"], "sc")
+    assert service["environment_variables"] == "${local.function_env}"
+
+
+def test_every_configured_variable_is_a_setting_of_the_service(infra, table):
+    from svyaz.config import Settings
+
+    known = {f"SVYAZ_{name.upper()}" for name in Settings.model_fields}
+    configured = set(infra["locals"]["function_env"])
+    configured |= {secret for entry in table.values() for secret in entry["secrets"]}
+    assert configured <= known, f"not settings of svyaz.config.Settings: {sorted(configured - known)}"
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+def test_secrets_are_mounted_from_the_table_and_granted_per_function(
+    infra, table, tmp_path, expected_functions
+):
+    fn = resources(infra, "google_cloudfunctions2_function")["function"]
+    dynamic = only(fn["service_config"], "service_config")["dynamic"]
+    mounts = [d["secret_environment_variables"] for d in dynamic if "secret_environment_variables" in d]
+    mount = only(mounts, "dynamic secret_environment_variables")
+    assert mount["for_each"] == "${toset(each.value.secrets)}"
+    content = only(mount["content"], "content")
+    assert content["key"] == "${secret_environment_variables.value}"
+    assert content["secret"].startswith(
+        "${google_secret_manager_secret.secret[secret_environment_variables.value]"
+    )
+
+    secrets = resources(infra, "google_secret_manager_secret")
+    assert list(secrets) == ["secret"]
+    assert secrets["secret"]["for_each"] == "${local.secret_ids}"
+    assert "local.secret_env_vars" in infra["locals"]["secret_ids"], "one secret per mounted variable"
+    for body in secrets.values():
+        assert "secret_data" not in body, "secret values must not be managed by Terraform"
+    assert "google_secret_manager_secret_version" not in infra["resource"], "values are added with gcloud"
+
+    accessors = resources(infra, "google_secret_manager_secret_iam_member")
+    assert list(accessors) == ["accessor"], "every secret grant must come from local.secret_grants"
+    accessor = accessors["accessor"]
+    assert accessor["for_each"] == "${local.secret_grants}"
+    assert accessor["role"] == "roles/secretmanager.secretAccessor"
+    assert accessor["secret_id"] == "${google_secret_manager_secret.secret[each.value.secret].id}"
+    assert (
+        accessor["member"] == "serviceAccount:${google_service_account.function[each.value.function].email}"
+    )
+    for rtype in ("google_secret_manager_secret_iam_binding", "google_secret_manager_secret_iam_policy"):
+        assert rtype not in infra["resource"], f"{rtype} would grant outside the table"
+
+    mounted = {(name, secret) for name, entry in table.items() for secret in entry["secrets"]}
+    expected = {(name, secret) for name, entry in expected_functions.items() for secret in entry["secrets"]}
+    assert mounted == expected
+    if TERRAFORM:  # evaluate the grant expression itself
+        grants = eval_function_table("local.secret_grants", tmp_path)
+        assert {(g["function"], g["secret"]) for g in grants.values()} == mounted
+        assert set(eval_function_table("local.secret_env_vars", tmp_path)) == {s for _, s in mounted}
+
+
+def test_topic_publish_and_firestore_grants_follow_the_table(infra, table, tmp_path):
+    publisher = resources(infra, "google_pubsub_topic_iam_member")["publisher"]
+    assert publisher["for_each"] == "${local.publisher_grants}"
+    assert publisher["role"] == "roles/pubsub.publisher"
+    project_roles = resources(infra, "google_project_iam_member")["function"]
+    assert project_roles["for_each"] == "${local.project_role_grants}"
+    condition = only(project_roles.get("condition"), "condition")
+    assert "google_firestore_database.main.name" in condition["expression"]
+    for rtype in ("google_project_iam_binding", "google_project_iam_policy"):
+        assert rtype not in infra["resource"]
+    if TERRAFORM:
+        published = eval_function_table("local.publisher_grants", tmp_path)
+        assert {(g["function"], g["topic"]) for g in published.values()} == {
+            (name, topic) for name, entry in table.items() for topic in entry["publishes_to"]
+        }
+        roles = eval_function_table("local.project_role_grants", tmp_path)
+        assert {(g["function"], g["role"]) for g in roles.values()} == {
+            (name, role) for name, entry in table.items() for role in entry["project_roles"]
+        }
+
+
+def test_function_table_file_holds_literals_only():
+    text = (INFRA / "function_table.tf").read_text()
+    code = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
+    reference = re.search(r"\b(var|data|google_[a-z0-9_]+)\.", code)
+    assert reference is None, "function_table.tf must hold literals only (terraform console evaluates it)"
+
+
+# --------------------------------------------------------------------------- invokers
+
+
+def test_public_functions_are_public_and_process_event_only_for_the_push_account(infra, table):
+    invoker = resources(infra, "google_cloud_run_service_iam_member")["invoker"]
+    assert invoker["for_each"] == "${local.functions}"
+    assert invoker["role"] == "roles/run.invoker"
+    assert invoker["service"] == "${google_cloudfunctions2_function.function[each.key].name}"
+    member = invoker["member"].replace(" ", "")
+    assert (
+        member
+        == '${each.value.public?"allUsers":"serviceAccount:${google_service_account.push_invoker.email}"}'
+    )
+    assert table["process_event"]["public"] is False
+    assert all(entry["public"] for name, entry in table.items() if name != "process_event")
+
+
+# --------------------------------------------------------------------------- Pub/Sub
+
+
+def test_every_subscription_of_the_events_topic_dead_letters_and_backs_off(infra):
+    subscriptions = resources(infra, "google_pubsub_subscription")
+    of_events = {
+        name: body
+        for name, body in subscriptions.items()
+        if re.fullmatch(r"\$\{google_pubsub_topic\.events\.(id|name)\}", body["topic"])
+    }
+    assert of_events, "no subscription delivers the events topic"
+    for name, body in of_events.items():
+        dead_letter = only(body.get("dead_letter_policy"), f"{name} dead_letter_policy")
+        assert dead_letter["dead_letter_topic"] == "${google_pubsub_topic.events_dead_letter.id}"
+        assert dead_letter["max_delivery_attempts"] == 10
+        retry = only(body.get("retry_policy"), f"{name} retry_policy")
+        assert (retry["minimum_backoff"], retry["maximum_backoff"]) == ("10s", "600s")
+        assert body["ack_deadline_seconds"] == 60
+        assert only(body.get("expiration_policy"), "expiration_policy")["ttl"] == ""
+
+    push = of_events["events_process_event"]
+    push_config = only(push.get("push_config"), "push_config")
+    assert push_config["push_endpoint"] == "${local.process_event_url}"
+    url = infra["locals"]["process_event_url"]
+    assert url == '${google_cloudfunctions2_function.function["process_event"].service_config[0].uri}'
+    oidc = only(push_config.get("oidc_token"), "oidc_token")
+    assert oidc["service_account_email"] == "${google_service_account.push_invoker.email}"
+    assert oidc["audience"] == "${local.process_event_url}"
+
+
+def test_dead_letters_are_kept_and_the_pubsub_agent_may_move_them(infra):
+    topics = resources(infra, "google_pubsub_topic")
+    assert {"events", "profile_updates", "events_dead_letter"} <= set(topics)
+    assert topics["events"]["name"] == "${var.name_prefix}-events"
+    assert topics["profile_updates"]["name"] == "${var.name_prefix}-profile-updates"
+    assert topics["events_dead_letter"]["name"] == "${var.name_prefix}-events-dead-letter"
+    assert infra["variable"]["name_prefix"]["default"] == "svyaz"
+
+    pull = [
+        body
+        for body in resources(infra, "google_pubsub_subscription").values()
+        if body["topic"] == "${google_pubsub_topic.events_dead_letter.id}"
+    ]
+    keeper = only(pull, "dead-letter subscription")
+    assert "push_config" not in keeper
+    assert keeper["message_retention_duration"] == "604800s"
+    assert only(keeper.get("expiration_policy"), "expiration_policy")["ttl"] == ""
+
+    agent = infra["locals"]["pubsub_service_agent"]
+    assert agent == "service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+    publisher = resources(infra, "google_pubsub_topic_iam_member")["dead_letter_publisher"]
+    assert publisher["topic"] == "${google_pubsub_topic.events_dead_letter.id}"
+    assert publisher["role"] == "roles/pubsub.publisher"
+    assert publisher["member"] == "serviceAccount:${local.pubsub_service_agent}"
+    subscriber = resources(infra, "google_pubsub_subscription_iam_member")["dead_letter_subscriber"]
+    assert subscriber["subscription"] == "${google_pubsub_subscription.events_process_event.id}"
+    assert subscriber["role"] == "roles/pubsub.subscriber"
+    assert subscriber["member"] == "serviceAccount:${local.pubsub_service_agent}"
+
+
+# --------------------------------------------------------------------------- Firestore
+
+
+def test_firestore_database_is_protected(infra):
+    database = resources(infra, "google_firestore_database")["main"]
+    assert database["type"] == "FIRESTORE_NATIVE"
+    assert database["delete_protection_state"] == "DELETE_PROTECTION_ENABLED"
+    assert database["point_in_time_recovery_enablement"] == "POINT_IN_TIME_RECOVERY_ENABLED"
+    assert database["location_id"] == "${var.firestore_location}"
+    description = infra["variable"]["firestore_location"]["description"]
+    assert "152-FZ" in description and "Russia" in description
+    assert "default" not in infra["variable"]["firestore_location"], (
+        "the location must be a deliberate choice"
+    )
+
+
+def test_idempotency_records_expire_by_ttl(infra):
+    fields = resources(infra, "google_firestore_field")
+    ttl = [
+        body
+        for body in fields.values()
+        if body.get("collection") == "processed_events" and body.get("field") == "expire_at"
+    ]
+    assert "ttl_config" in only(ttl, "processed_events.expire_at field")
+
+
+def test_never_queried_fields_are_exempt_from_indexing(infra):
+    exempt = resources(infra, "google_firestore_field")["unindexed"]
+    assert exempt["for_each"] == "${local.firestore_unindexed_fields}"
+    assert exempt["index_config"] == [{}], "an empty index_config disables the single-field indexes"
+    fields = {(f["collection"], f["field"]) for f in infra["locals"]["firestore_unindexed_fields"].values()}
+    assert fields == {
+        ("profiles", "traits"),
+        ("profiles", "identifiers"),
+        ("touchpoints", "properties"),
+        ("identifiers", "last_seen"),
+    }
+    assert ("identifiers", "profile_id") not in fields, "profile lookups need the automatic index"
+
+
+def test_touch_history_has_its_composite_index(infra):
+    indexes = [
+        b for b in resources(infra, "google_firestore_index").values() if b["collection"] == "touchpoints"
+    ]
+    index = only(indexes, "touchpoints composite index")
+    assert index["query_scope"] == "COLLECTION"
+    assert [(f["field_path"], f["order"]) for f in index["fields"]] == [
+        ("profile_id", "ASCENDING"),
+        ("timestamp", "DESCENDING"),
+    ]
+
+
+# --------------------------------------------------------------------------- project, variables, outputs
+
+
+def test_required_services_are_enabled(infra):
+    services = set(re.findall(r"[a-z]+\.googleapis\.com", str(infra["locals"]["services"])))
+    required = {"cloudfunctions", "run", "cloudbuild", "artifactregistry", "pubsub", "firestore"}
+    required |= {"secretmanager", "eventarc", "storage"}
+    assert {f"{api}.googleapis.com" for api in required} <= services
+    enabled = resources(infra, "google_project_service")["enabled"]
+    assert enabled["for_each"] == "${local.services}"
+    assert enabled["disable_on_destroy"] is False
+
+
+def test_provider_is_pinned():
+    terraform = only(parse_tf(INFRA / "versions.tf")["terraform"], "terraform")
+    google = only(terraform["required_providers"], "required_providers")["google"]
+    assert google["source"] == "hashicorp/google"
+    assert re.fullmatch(r"~> ?\d+\.\d+(\.\d+)?", google["version"]), google["version"]
+
+
+def test_variables_are_described_and_constrained(infra):
+    for name, variable in infra["variable"].items():
+        assert variable.get("description", "").strip(), f"variable {name} needs a description"
+        assert "type" in variable, f"variable {name} needs a type"
+    for name in ("project_id", "region", "name_prefix", "firestore_location", "firestore_database"):
+        assert infra["variable"][name].get("validation"), f"variable {name} needs a validation block"
+    for name in ("source_archive", "qr_allowed_hosts", "max_instance_count", "function_memory", "labels"):
+        assert infra["variable"][name].get("validation"), f"variable {name} needs a validation block"
+
+
+def test_outputs_expose_every_public_url(infra, table):
+    outputs = infra["output"]
+    for name, output in outputs.items():
+        assert output.get("description"), f"output {name} needs a description"
+    public = outputs["public_urls"]["value"].replace(" ", "")
+    assert "google_cloudfunctions2_function.function" in public and "service_config[0].uri" in public
+    assert "local.functions[name].public" in public
+    text = json.dumps({k: v["value"] for k, v in outputs.items()})
+    for name, entry in table.items():
+        if entry["public"]:
+            assert f'function[\\"{name}\\"]' in text, f"no named output for the {name} URL"
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def test_terraform_is_formatted():
+    if TERRAFORM is None:
+        pytest.skip("terraform is not on PATH")
+    result = subprocess.run(
+        [TERRAFORM, "fmt", "-check", "-recursive", "-diff", str(INFRA)],
+        env=TF_ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, f"run `terraform fmt -recursive infra`:\n{result.stdout}{result.stderr}"
