@@ -1,66 +1,40 @@
-"""The ``svyaz`` command."""
+"""The ``svyaz`` command. Each feature registers its own subcommands (``register(commands)``)
+in its module under ``svyaz.commands``; this file only assembles them."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
-
-def _demo(args: argparse.Namespace) -> int:
-    from .demo import JOURNEYS
-    from .domain.model import Identifier
-    from .identity.policy import Policy
-    from .service import IdentityService
-    from .store.memory import MemoryStore
-    from .views import history, render_text
-
-    service = IdentityService(MemoryStore(), Policy.default())
-    for name, journey in JOURNEYS.items():
-        print(f"== {name}")
-        for event in journey():
-            outcome = service.apply(event)
-            print(f"   {event.event_id:<12} {event.type:<9} -> {outcome.status}")
-    print()
-    for name, journey in JOURNEYS.items():
-        first = journey()[0]
-        kind, value = next(iter(first.identifiers.items()))
-        profile = service.store.lookup(Identifier(kind, str(value)))
-        print(f"== {name}'s unified profile")
-        print(render_text(profile, history(service.store, profile)))
-        print()
-    return 0
-
-
-def _package(args: argparse.Namespace) -> int:
-    from .deploy.artifact import build_function_source
-
-    path = build_function_source(Path(args.out))
-    print(f"wrote {path} ({path.stat().st_size:,} bytes)")
-    return 0
+# Feature modules, in the order their commands are listed by --help.
+COMMAND_MODULES = ("serve", "demo", "qr", "telegram", "imports", "report", "bench", "package")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="svyaz", description="Identity stitching for online and offline touches"
     )
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    demo = commands.add_parser(
-        "demo", help="apply the two customer journeys of the seed and print the profiles"
-    )
-    demo.set_defaults(run=_demo)
-
-    package = commands.add_parser("package", help="build the Cloud Functions source archive")
-    package.add_argument("--out", default="dist/functions.zip")
-    package.set_defaults(run=_package)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        module_name = f"svyaz.commands.{name}"
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue  # a feature not installed in this build
+        module.register(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

@@ -60,7 +60,6 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=512 * 1024, ge=1024)
     max_batch_events: int = Field(default=500, ge=1)
     idempotency_ttl_days: int = Field(default=7, ge=1)
-    attribution_lookback_days: int = Field(default=90, ge=1)
     s3_endpoint_url: str | None = None
 
     @field_validator("write_keys", "api_keys", "crm_keys", "qr_allowed_hosts", mode="before")

@@ -87,6 +87,7 @@ class IdentityService:
             observation.all_linking,
             observation.event.event_id,
             lambda snapshot: plan_event(observation, snapshot, self.policy, new_id),
+            observation.touchpoint_name,
         )
         self.stats["transactions"] += 1
         for loser, survivor in plan.merges:

@@ -50,6 +50,7 @@ def touchpoint_view(touchpoint: Touchpoint) -> dict[str, Any]:
         "attribution": dict(touchpoint.attribution),
         "identifiers": [{"kind": i.kind, "value": i.value} for i in touchpoint.identifiers],
         "properties": dict(touchpoint.properties),
+        **({"credit": {k: dict(v) for k, v in touchpoint.credit.items()}} if touchpoint.credit else {}),
     }
 
 
@@ -60,9 +61,9 @@ def history(
     return store.touchpoints([profile.profile_id, *profile.merged_from], limit, before)
 
 
-def render_text(profile: Profile, touches: list[Touchpoint]) -> str:
-    """A profile as a person reads it in a terminal."""
-    view = profile_view(profile)
+def render_text(view: dict[str, Any], touches: list[dict[str, Any]]) -> str:
+    """A profile (``profile_view``) and its history (``touchpoint_view``s, newest first) as a
+    person reads them in a terminal."""
     lines = [
         f"Profile {view['profile_id']}  (first seen {view['first_seen']}, last seen {view['last_seen']})"
     ]
@@ -73,18 +74,23 @@ def render_text(profile: Profile, touches: list[Touchpoint]) -> str:
     for label in ("first_touch", "last_touch"):
         touch = view[label]
         if touch:
-            source = " / ".join(str(touch.get(k)) for k in ("source", "medium", "campaign") if touch.get(k))
             lines.append(
-                f"  {label.replace('_', ' '):<14} {source}  ({touch['type']} via {touch['channel']})"
+                f"  {label.replace('_', ' '):<14} {_source(touch)}  ({touch['type']} via {touch['channel']})"
             )
-    counters = view["counters"]
-    lines.append("  counters       " + ", ".join(f"{k}={v}" for k, v in counters.items()))
+    lines.append("  counters       " + ", ".join(f"{k}={v}" for k, v in view["counters"].items()))
     lines.append("  touch history (oldest first):")
     for touch in reversed(touches):
-        source = "/".join(v for k in ("source", "medium", "campaign") if (v := touch.attribution.get(k)))
-        extra = ", ".join(
-            f"{k}={v}" for k, v in touch.properties.items() if k in ("store_id", "order_id", "amount")
+        when = touch["timestamp"][:19] + "Z"
+        extra = [
+            f"{k}={v}" for k, v in touch["properties"].items() if k in ("store_id", "order_id", "amount")
+        ]
+        extra += [f"credited {k.split('_')[0]}: {_source(v)}" for k, v in touch.get("credit", {}).items()]
+        source = _source(touch["attribution"]) or "-"
+        lines.append(
+            f"    {when}  {touch['type']:<12} {touch['channel']:<12} {source:<26} {', '.join(extra)}".rstrip()
         )
-        when = _iso(touch.timestamp.replace(microsecond=0))
-        lines.append(f"    {when}  {touch.type:<16} {touch.channel:<12} {source or '-':<28} {extra}".rstrip())
     return "\n".join(lines)
+
+
+def _source(attribution: dict[str, Any]) -> str:
+    return "/".join(str(attribution[k]) for k in ("source", "medium", "campaign") if attribution.get(k))

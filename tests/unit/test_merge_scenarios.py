@@ -61,11 +61,11 @@ def test_a_blocked_value_on_either_side_never_links(svc, garbage):
     assert profile_of(svc.store, "user_id", "u2") == {"user_id:u2"}
 
 
-def test_an_event_with_only_garbage_identifiers_is_still_recorded_without_a_profile(svc):
-    outcome = svc.apply(event({"email": "test@test.com", "phone": "+70000000000"}))
-    assert outcome.status == "created"
-    assert {d.kind for d in outcome.dropped} == {"email", "phone"}
-    assert list(svc.store.iter_records()) == []
+def test_an_event_with_only_garbage_identifiers_is_refused_with_the_reasons(svc):
+    with pytest.raises(InvalidEvent, match="no usable identifier") as caught:
+        svc.apply(event({"email": "test@test.com", "phone": "+70000000000", "ip": "10.0.0.1"}))
+    assert "email: blocklisted value" in str(caught.value) and "phone:" in str(caught.value)
+    assert list(svc.store.iter_records()) == [] and list(svc.store.iter_profiles()) == []
 
 
 def test_two_user_ids_are_never_merged_and_the_conflict_is_recorded(svc):

@@ -12,12 +12,23 @@ from __future__ import annotations
 import copy
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
 
 from ..identity.normalize import Rejected, normalize
 from ..identity.policy import Policy, UnknownKind
 from .events import Event
-from .model import Dropped, Identifier, IdentifierRecord, Outcome, Profile, Touch, Touchpoint, Trait
+from .model import (
+    Dropped,
+    Identifier,
+    IdentifierRecord,
+    Outcome,
+    Profile,
+    Touch,
+    Touchpoint,
+    Trait,
+    touchpoint_name,
+)
 
 
 class InvalidEvent(ValueError):
@@ -31,6 +42,10 @@ class Observation:
     moving: list[Identifier]  # device-bound kinds, same order
     context: list[Identifier]  # kinds that never link (ip): touchpoint context only
     dropped: list[Dropped]
+
+    @property
+    def touchpoint_name(self) -> str:
+        return touchpoint_name(self.event.type, self.event.properties, self.event.event_id)
 
     @property
     def all_linking(self) -> list[Identifier]:
@@ -62,6 +77,10 @@ def observe(event: Event, policy: Policy) -> Observation:
             moving.append(identifier)
         else:
             linking.append(identifier)
+    if not linking and not moving:
+        # Nothing to stitch on: no profile could ever be found again, so the event is refused.
+        reasons = "; ".join(f"{d.kind}: {d.reason}" for d in dropped) or "the event carries no identifiers"
+        raise InvalidEvent(f"no usable identifier ({reasons})")
     order = lambda i: policy.order_key(i.kind, i.value)  # noqa: E731
     return Observation(event, sorted(linking, key=order), sorted(moving, key=order), context, dropped)
 
@@ -74,6 +93,8 @@ class Snapshot:
     records: dict[Identifier, IdentifierRecord] = field(default_factory=dict)
     profiles: dict[str, Profile] = field(default_factory=dict)
     processed: Outcome | None = None
+    # The touchpoint this event updates (an order's earlier status), when there is one.
+    previous: Touchpoint | None = None
 
     def owner(self, identifier: Identifier) -> Profile | None:
         """The active profile an identifier resolves to; None if unknown or erased."""
@@ -130,9 +151,41 @@ def touchpoint_for(observation: Observation, profile_id: str) -> Touchpoint:
 
 
 def counter_increments(event: Event) -> dict[str, float]:
-    """What one event adds to its profile's counters."""
-    increments: dict[str, float] = {"events": 1, f"type_{event.type}": 1}
-    return increments
+    """What one event adds to its profile's counters (orders: see ``_order_counters``)."""
+    return {"events": 1, f"type_{event.type}": 1}
+
+
+RECENT_TOUCHES = 20
+UNCOUNTED_ORDER_STATUSES = ("cancelled", "refunded")
+DIRECT_SOURCES = ("", "direct", "(direct)", "none", "(none)")
+
+
+def order_value(type_: str, properties: dict) -> tuple[int, float]:
+    """(orders, revenue) an order touchpoint counts for: nothing once cancelled or refunded."""
+    if type_ != "order" or properties.get("status") in UNCOUNTED_ORDER_STATUSES:
+        return 0, 0.0
+    try:
+        amount = round(float(Decimal(str(properties.get("amount") or 0))), 2)
+    except (InvalidOperation, ValueError):
+        amount = 0.0
+    return 1, amount
+
+
+def _credit(profile: Profile, at: datetime, lookback_days: int) -> dict[str, dict[str, str]]:
+    """The ad sources an order at ``at`` is credited to: the profile's first touch, and the
+    last non-direct touch before the order within the lookback window."""
+    credit: dict[str, dict[str, str]] = {}
+    if profile.first_touch is not None and profile.first_touch.at <= at:
+        credit["first_touch"] = dict(profile.first_touch.attribution)
+    window_start = at - timedelta(days=lookback_days)
+    candidates = [
+        t
+        for t in profile.recent_touches
+        if window_start <= t.at <= at and t.attribution.get("source", "").lower() not in DIRECT_SOURCES
+    ]
+    if candidates:
+        credit["last_touch"] = dict(max(candidates, key=lambda t: t.at).attribution)
+    return credit
 
 
 def fast_path_profile(observation: Observation, snapshot: Snapshot) -> Profile | None:
@@ -141,6 +194,8 @@ def fast_path_profile(observation: Observation, snapshot: Snapshot) -> Profile |
     event = observation.event
     if event.traits or event.context.attribution() or not observation.all_linking:
         return None
+    if observation.touchpoint_name != event.event_id:
+        return None  # updates an earlier touchpoint (an order's status): read it in a transaction
     owners = {getattr(snapshot.owner(i), "profile_id", None) for i in observation.all_linking}
     if len(owners) != 1 or None in owners:
         return None
@@ -247,6 +302,18 @@ def plan_event(observation: Observation, snapshot: Snapshot, policy: Policy, new
         joined.append(identifier)
 
     _apply_event(survivor, event)
+    # The touchpoint keeps as evidence the identifiers that joined (not the refused ones).
+    kept = set(joined)
+    evidence = Observation(
+        event,
+        [i for i in observation.linking if i in kept],
+        [i for i in observation.moving if i in kept],
+        observation.context,
+        [],
+    )
+    touchpoint = touchpoint_for(evidence, survivor.profile_id)
+    if event.type == "order":
+        _count_order(survivor, touchpoint, snapshot.previous, policy)
     for profile in profiles.values():
         profile.version += 1
 
@@ -271,21 +338,31 @@ def plan_event(observation: Observation, snapshot: Snapshot, policy: Policy, new
         conflicts=conflicts,
         version=survivor.version,
     )
-    joined_set = set(joined)
-    evidence = Observation(
-        event,
-        [i for i in observation.linking if i in joined_set],
-        [i for i in observation.moving if i in joined_set],
-        observation.context,
-        [],
-    )
     return Plan(
         outcome=outcome,
         records=records,
         profiles=list(profiles.values()),
-        touchpoint=touchpoint_for(evidence, survivor.profile_id),
+        touchpoint=touchpoint,
         merges=[(loser.profile_id, survivor.profile_id) for loser in losers],
     )
+
+
+def _count_order(
+    profile: Profile, touchpoint: Touchpoint, previous: Touchpoint | None, policy: Policy
+) -> None:
+    """An order is one touchpoint whatever its status updates: counters move by the difference
+    between what it counts for now and what it counted for before, so revenue is never doubled.
+    A status update older than the one already applied changes nothing."""
+    if previous is not None and previous.timestamp > touchpoint.timestamp:
+        touchpoint.properties = dict(previous.properties)
+        touchpoint.timestamp, touchpoint.event_id = previous.timestamp, previous.event_id
+    orders, revenue = order_value(touchpoint.type, touchpoint.properties)
+    before = order_value(previous.type, previous.properties) if previous is not None else (0, 0.0)
+    if previous is not None:
+        profile.counters["events"] = profile.counters.get("events", 0) - 1  # same order, not a new event
+    profile.counters["orders"] = profile.counters.get("orders", 0) + orders - before[0]
+    profile.counters["revenue"] = round(profile.counters.get("revenue", 0) + revenue - before[1], 2)
+    touchpoint.credit = _credit(profile, touchpoint.timestamp, policy.attribution_lookback_days)
 
 
 def _records(
@@ -333,6 +410,8 @@ def _absorb(survivor: Profile, loser: Profile) -> None:
         survivor.counters[name] = survivor.counters.get(name, 0) + value
     _touch(survivor, loser.first_touch)
     _touch(survivor, loser.last_touch)
+    for touch in loser.recent_touches:
+        _remember_touch(survivor, touch)
 
 
 def _set_trait(profile: Profile, name: str, trait: Trait) -> None:
@@ -360,4 +439,14 @@ def _apply_event(profile: Profile, event: Event) -> None:
         _set_trait(profile, name, Trait(value, at))
     attribution = event.context.attribution()
     if attribution:
-        _touch(profile, Touch(at, attribution, event.type, event.channel))
+        touch = Touch(at, attribution, event.type, event.channel)
+        _touch(profile, touch)
+        _remember_touch(profile, touch)
+
+
+def _remember_touch(profile: Profile, touch: Touch) -> None:
+    if any(t.at == touch.at and t.attribution == touch.attribution for t in profile.recent_touches):
+        return
+    profile.recent_touches.append(copy.deepcopy(touch))
+    profile.recent_touches.sort(key=lambda t: t.at)
+    del profile.recent_touches[:-RECENT_TOUCHES]

@@ -114,6 +114,8 @@ class Profile:
     merged_into: str | None = None
     # Every profile ever merged into this one (tombstones), so history and erasure reach them.
     merged_from: list[str] = field(default_factory=list)
+    # The latest attributed touches (bounded), to credit an order with the ad that preceded it.
+    recent_touches: list[Touch] = field(default_factory=list)
 
     def holds(self, identifier: Identifier) -> bool:
         return identifier.value in self.identifiers.get(identifier.kind, ())
@@ -150,6 +152,7 @@ class Profile:
             "first_touch": self.first_touch.to_doc() if self.first_touch else None,
             "last_touch": self.last_touch.to_doc() if self.last_touch else None,
             "counters": dict(self.counters),
+            "recent_touches": [t.to_doc() for t in self.recent_touches],
             "version": self.version,
         }
 
@@ -167,6 +170,7 @@ class Profile:
             first_touch=Touch.from_doc(doc.get("first_touch")),
             last_touch=Touch.from_doc(doc.get("last_touch")),
             counters=dict(doc.get("counters") or {}),
+            recent_touches=[t for d in doc.get("recent_touches") or [] if (t := Touch.from_doc(d))],
             version=int(doc.get("version", 0)),
         )
 
@@ -184,6 +188,14 @@ class Touchpoint:
     context: dict[str, str]
     identifiers: list[Identifier]
     properties: dict[str, Any]
+    # For orders: the ad sources credited with the sale ({"first_touch": {...}, "last_touch": {...}}).
+    credit: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """What the document id is derived from: an order is one document whatever its status
+        updates, any other touchpoint is its event."""
+        return touchpoint_name(self.type, self.properties, self.event_id)
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -196,6 +208,7 @@ class Touchpoint:
             "context": dict(self.context),
             "identifiers": [{"kind": i.kind, "value": i.value} for i in self.identifiers],
             "properties": dict(self.properties),
+            "credit": {k: dict(v) for k, v in self.credit.items()},
         }
 
     @classmethod
@@ -210,7 +223,15 @@ class Touchpoint:
             context=dict(doc.get("context") or {}),
             identifiers=[Identifier(i["kind"], i["value"]) for i in doc.get("identifiers") or []],
             properties=dict(doc.get("properties") or {}),
+            credit={k: dict(v) for k, v in (doc.get("credit") or {}).items()},
         )
+
+
+def touchpoint_name(type_: str, properties: dict[str, Any], event_id: str) -> str:
+    order_id = properties.get("order_id")
+    if type_ == "order" and isinstance(order_id, str | int) and str(order_id):
+        return f"order:{order_id}"
+    return event_id
 
 
 @dataclass(frozen=True)

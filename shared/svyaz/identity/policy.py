@@ -65,18 +65,23 @@ class PolicyFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     default_region: str = Field(default="RU", pattern=r"^[A-Z]{2}$")
+    # An order is credited to the last non-direct touch at most this many days before it.
+    attribution_lookback_days: int = Field(default=90, ge=1, le=3650)
     kinds: dict[str, KindPolicy] = Field(default_factory=dict)
 
 
 class Policy:
     """The effective policy: defaults overlaid with the user's file."""
 
-    def __init__(self, kinds: Mapping[str, KindPolicy], default_region: str = "RU") -> None:
+    def __init__(
+        self, kinds: Mapping[str, KindPolicy], default_region: str = "RU", attribution_lookback_days: int = 90
+    ) -> None:
         for name in kinds:
             if not KIND_NAME.match(name):
                 raise PolicyError(f"kinds.{name}: kind names are lower-case letters, digits and _")
         self.kinds: dict[str, KindPolicy] = dict(kinds)
         self.default_region = default_region
+        self.attribution_lookback_days = attribution_lookback_days
         self._blocklists = {
             name: [re.compile(p, re.IGNORECASE) for p in kind.blocklist] for name, kind in self.kinds.items()
         }
@@ -100,7 +105,7 @@ class Policy:
             base = kinds.get(name, KindPolicy())
             kinds[name] = base.model_copy(update={k: getattr(override, k) for k in raw_kinds[name]})
         try:
-            return cls(kinds, parsed.default_region)
+            return cls(kinds, parsed.default_region, parsed.attribution_lookback_days)
         except PolicyError as exc:
             raise PolicyError(f"{source}: {exc}") from exc
 

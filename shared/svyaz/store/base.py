@@ -79,9 +79,12 @@ class Store(ABC):
         """Read without a transaction (fast-path check)."""
 
     @abstractmethod
-    def transact(self, identifiers: list[Identifier], event_id: str, decide: Decide) -> Plan:
-        """In one transaction: read the snapshot (all reads first), call ``decide``, write the
-        plan. ``decide`` may be called again on retry; it must be pure. Raises ``Contention``."""
+    def transact(
+        self, identifiers: list[Identifier], event_id: str, decide: Decide, touchpoint_name: str | None = None
+    ) -> Plan:
+        """In one transaction: read the snapshot (all reads first; with ``touchpoint_name``
+        also the touchpoint the event updates), call ``decide``, write the plan. ``decide``
+        may be called again on retry; it must be pure. Raises ``Contention``."""
 
     @abstractmethod
     def write_fast(self, write: FastWrite) -> None:
@@ -107,6 +110,10 @@ class Store(ABC):
         self, profile_ids: list[str], limit: int, before: datetime | None = None
     ) -> list[Touchpoint]:
         """Touchpoints owned by any of these profiles, newest first, older than ``before``."""
+
+    @abstractmethod
+    def touchpoints_between(self, type_: str, start: datetime, end: datetime) -> Iterator[Touchpoint]:
+        """Every touchpoint of one type with ``start <= timestamp < end`` (reports)."""
 
     @abstractmethod
     def processed(self, event_id: str) -> Outcome | None: ...
@@ -152,10 +159,11 @@ def gather_snapshot(
     fetch_records: Callable[[list[Identifier]], dict[Identifier, IdentifierRecord]],
     fetch_profiles: Callable[[set[str]], dict[str, Profile]],
     processed: Outcome | None,
+    previous: Touchpoint | None = None,
 ) -> Snapshot:
     """Read the records, then profiles round by round until every ``merged_into`` chain ends.
     Only reads: a transactional store passes transaction-bound fetchers."""
-    snapshot = Snapshot(records=fetch_records(list(identifiers)), processed=processed)
+    snapshot = Snapshot(records=fetch_records(list(identifiers)), processed=processed, previous=previous)
     for _ in range(64):
         missing = snapshot.missing_profile_ids()
         if not missing:

@@ -57,7 +57,13 @@ class FirestoreStore(Store):
         self._processed = self.client.collection("processed_events")
 
     # --- snapshot reads ---------------------------------------------------------------
-    def _gather(self, identifiers: Iterable[Identifier], event_id: str, transaction: Any = None) -> Snapshot:
+    def _gather(
+        self,
+        identifiers: Iterable[Identifier],
+        event_id: str,
+        transaction: Any = None,
+        touchpoint_name: str | None = None,
+    ) -> Snapshot:
         def records(ids: list[Identifier]) -> dict[Identifier, IdentifierRecord]:
             refs = {self._identifiers.document(self.keys.identifier(i)).path: i for i in ids}
             if not refs:
@@ -71,7 +77,11 @@ class FirestoreStore(Store):
 
         processed = self._processed.document(self.keys.event(event_id)).get(transaction=transaction)
         outcome = Outcome.from_dict(processed.get("outcome")) if processed.exists else None
-        return gather_snapshot(identifiers, records, profiles, outcome)
+        previous = None
+        if touchpoint_name is not None and touchpoint_name != event_id:
+            doc = self._touchpoints.document(self.keys.event(touchpoint_name)).get(transaction=transaction)
+            previous = Touchpoint.from_doc(doc.to_dict()) if doc.exists else None
+        return gather_snapshot(identifiers, records, profiles, outcome, previous)
 
     def read_snapshot(self, identifiers: Iterable[Identifier], event_id: str) -> Snapshot:
         return self._gather(identifiers, event_id)
@@ -97,10 +107,12 @@ class FirestoreStore(Store):
             f"{what}: gave up after {self.max_attempts} attempts ({type(last).__name__})"
         ) from last
 
-    def transact(self, identifiers: list[Identifier], event_id: str, decide: Decide) -> Plan:
+    def transact(
+        self, identifiers: list[Identifier], event_id: str, decide: Decide, touchpoint_name: str | None = None
+    ) -> Plan:
         @firestore.transactional
         def run(transaction: firestore.Transaction) -> Plan:
-            plan = decide(self._gather(identifiers, event_id, transaction))
+            plan = decide(self._gather(identifiers, event_id, transaction, touchpoint_name))
             if plan.outcome.duplicate:
                 return plan
             for record in plan.records:
@@ -111,7 +123,8 @@ class FirestoreStore(Store):
                 transaction.set(self._profiles.document(profile.profile_id), profile.to_doc())
             if plan.touchpoint is not None:
                 transaction.set(
-                    self._touchpoints.document(self.keys.event(event_id)), plan.touchpoint.to_doc()
+                    self._touchpoints.document(self.keys.event(plan.touchpoint.name)),
+                    plan.touchpoint.to_doc(),
                 )
             transaction.create(
                 self._processed.document(self.keys.event(event_id)), self._processed_doc(plan.outcome)
@@ -190,6 +203,14 @@ class FirestoreStore(Store):
             found.extend(Touchpoint.from_doc(d.to_dict()) for d in query.stream())
         found.sort(key=lambda t: t.timestamp, reverse=True)
         return found[:limit]
+
+    def touchpoints_between(self, type_: str, start: datetime, end: datetime) -> Iterator[Touchpoint]:
+        query = (
+            self._touchpoints.where(filter=FieldFilter("type", "==", type_))
+            .where(filter=FieldFilter("timestamp", ">=", start))
+            .where(filter=FieldFilter("timestamp", "<", end))
+        )
+        return (Touchpoint.from_doc(d.to_dict()) for d in query.stream())
 
     def processed(self, event_id: str) -> Outcome | None:
         doc = self._processed.document(self.keys.event(event_id)).get()

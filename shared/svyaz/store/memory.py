@@ -27,7 +27,9 @@ class MemoryStore(Store):
         self.processed_events: dict[str, dict[str, Any]] = {}
 
     # --- write path -------------------------------------------------------------------
-    def _snapshot(self, identifiers: Iterable[Identifier], event_id: str) -> Snapshot:
+    def _snapshot(
+        self, identifiers: Iterable[Identifier], event_id: str, touchpoint_name: str | None = None
+    ) -> Snapshot:
         def records(ids: list[Identifier]) -> dict[Identifier, IdentifierRecord]:
             found = {}
             for identifier in ids:
@@ -43,15 +45,21 @@ class MemoryStore(Store):
                 if pid in self.profiles
             }
 
-        return gather_snapshot(identifiers, records, profiles, self._processed(event_id))
+        previous = None
+        if touchpoint_name is not None and touchpoint_name != event_id:
+            doc = self.touchpoint_docs.get(self.keys.event(touchpoint_name))
+            previous = None if doc is None else Touchpoint.from_doc(copy.deepcopy(doc))
+        return gather_snapshot(identifiers, records, profiles, self._processed(event_id), previous)
 
     def read_snapshot(self, identifiers: Iterable[Identifier], event_id: str) -> Snapshot:
         with self._lock:
             return self._snapshot(identifiers, event_id)
 
-    def transact(self, identifiers: list[Identifier], event_id: str, decide: Decide) -> Plan:
+    def transact(
+        self, identifiers: list[Identifier], event_id: str, decide: Decide, touchpoint_name: str | None = None
+    ) -> Plan:
         with self._lock:
-            plan = decide(self._snapshot(identifiers, event_id))
+            plan = decide(self._snapshot(identifiers, event_id, touchpoint_name))
             if plan.outcome.duplicate:
                 return plan
             for record in plan.records:
@@ -59,7 +67,7 @@ class MemoryStore(Store):
             for profile in plan.profiles:
                 self.profiles[profile.profile_id] = profile.to_doc()
             if plan.touchpoint is not None:
-                self.touchpoint_docs[self.keys.event(event_id)] = plan.touchpoint.to_doc()
+                self.touchpoint_docs[self.keys.event(plan.touchpoint.name)] = plan.touchpoint.to_doc()
             self._remember(event_id, plan.outcome)
             return plan
 
@@ -73,7 +81,7 @@ class MemoryStore(Store):
     def write_fast(self, write: FastWrite) -> None:
         with self._lock:
             key = self.keys.event(write.touchpoint.event_id)
-            if key in self.processed_events or key in self.touchpoint_docs:
+            if key in self.processed_events:
                 raise Duplicate(write.touchpoint.event_id)
             doc = self.profiles.get(write.profile_id)
             if doc is None:
@@ -119,6 +127,15 @@ class MemoryStore(Store):
             ]
         docs.sort(key=lambda d: d["timestamp"], reverse=True)
         return [Touchpoint.from_doc(d) for d in docs[:limit]]
+
+    def touchpoints_between(self, type_: str, start: datetime, end: datetime) -> Iterator[Touchpoint]:
+        with self._lock:
+            docs = [
+                copy.deepcopy(d)
+                for d in self.touchpoint_docs.values()
+                if d["type"] == type_ and start <= d["timestamp"] < end
+            ]
+        return (Touchpoint.from_doc(d) for d in docs)
 
     def _processed(self, event_id: str) -> Outcome | None:
         doc = self.processed_events.get(self.keys.event(event_id))

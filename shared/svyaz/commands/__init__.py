@@ -1,0 +1,1 @@
+"""Subcommands of ``svyaz``: one module per feature, each with ``register(commands)``."""

@@ -1,0 +1,94 @@
+"""``svyaz serve``: the whole service on one local port."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+
+DEV_SECRETS = {
+    "SVYAZ_WRITE_KEYS": "dev-write-key",
+    "SVYAZ_API_KEYS": "dev-api-key",
+    "SVYAZ_CRM_KEYS": "dev-crm-key",
+    "SVYAZ_QR_SIGNING_KEY": "dev-qr-signing-key",
+    "SVYAZ_WHATSAPP_APP_SECRET": "dev-whatsapp-app-secret",
+    "SVYAZ_WHATSAPP_VERIFY_TOKEN": "dev-whatsapp-verify-token",
+    "SVYAZ_TELEGRAM_SECRET_TOKEN": "dev-telegram-secret",
+    "SVYAZ_CALLTRACKING_TOKEN": "dev-calltracking-token",
+    "SVYAZ_QR_ALLOWED_HOSTS": "shop.example,localhost,127.0.0.1",
+}
+
+
+def development_defaults() -> list[str]:
+    """Fill unset secrets with fixed development values (never in production mode)."""
+    if os.environ.get("SVYAZ_ENV", "development") == "production":
+        return []
+    filled = [name for name in DEV_SECRETS if not os.environ.get(name)]
+    for name in filled:
+        os.environ[name] = DEV_SECRETS[name]
+    return filled
+
+
+def examples(url: str) -> str:
+    key, api = os.environ["SVYAZ_WRITE_KEYS"].split(",")[0], os.environ["SVYAZ_API_KEYS"].split(",")[0]
+    return f"""Try it:
+  curl -s -X POST {url}/collect -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\
+    -d '{{"event_id": "ev-1", "type": "page", "identifiers": {{"client_id": "c-42", "session_id": "1980094328"}},
+         "context": {{"source": "yandex", "medium": "cpc", "campaign": "sofas"}}}}'
+  curl -s -X POST {url}/collect -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\
+    -d '{{"event_id": "ev-2", "type": "lead", "identifiers": {{"session_id": "1980094328", "phone": "8 (909) 123-45-67"}}}}'
+  curl -s '{url}/profiles/lookup?kind=phone&value=8%20(909)%20123-45-67' -H 'Authorization: Bearer {api}'
+  curl -s '{url}/profiles/<profile_id>/touchpoints' -H 'Authorization: Bearer {api}'"""
+
+
+def run(args: argparse.Namespace) -> int:
+    filled = development_defaults()
+    os.environ["SVYAZ_STORE"] = args.store
+    from ..config import ConfigError
+    from ..local import ROUTES, LocalService
+    from ..runtime import build
+
+    try:
+        rt = build()
+    except (ConfigError, ValueError) as exc:
+        print(f"svyaz: cannot start: {exc}", file=sys.stderr)
+        return 2
+    service = LocalService(args.host, args.port, rt).start()
+    queue = type(rt.publisher).__name__
+    print(f"svyaz serving on {service.url}  (store: {args.store}, queue: {queue})")
+    for prefix, target in ROUTES.items():
+        print(f"  {service.url}{prefix:<24} -> {target}")
+    if filled:
+        print(
+            "Development secrets (set SVYAZ_* to change): "
+            + ", ".join(f"{n}={DEV_SECRETS[n]}" for n in filled)
+        )
+    print(examples(service.url))
+    print("Ctrl-C stops; queued events are applied first.", flush=True)
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    print("\nstopping: no new requests, applying queued events...", flush=True)
+    left = service.stop()
+    applied = service.worker.applied if service.worker else 0
+    print(f"stopped: {applied} events applied, {left} left unapplied", flush=True)
+    return 0 if left == 0 else 1
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("serve", help="run every function on one local port, with a worker")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument(
+        "--store",
+        choices=["memory", "firestore"],
+        default="memory",
+        help="memory (default, no cloud) or firestore (the emulator when FIRESTORE_EMULATOR_HOST is set)",
+    )
+    parser.set_defaults(run=run)

@@ -1,0 +1,163 @@
+"""What every HTTP entry point shares: JSON answers, errors in one place, sender
+authentication in constant time, body size caps, CORS."""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import flask
+
+log = logging.getLogger("svyaz.http")
+
+JsonObject = dict[str, Any]
+
+
+class HttpError(Exception):
+    """An answer other than success. ``reason`` is shown to the sender: no personal data."""
+
+    def __init__(self, status: int, error: str, reason: str, **extra: Any) -> None:
+        super().__init__(reason)
+        self.status, self.error, self.reason, self.extra = status, error, reason, extra
+        self.headers: dict[str, str] = {}
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> flask.Response:
+    response = flask.Response(
+        json.dumps(body, ensure_ascii=False), status=status, mimetype="application/json"
+    )
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def endpoint(handler: Callable[[flask.Request], flask.Response]) -> Callable[[flask.Request], flask.Response]:
+    """Errors in one place: ``HttpError`` becomes its JSON answer; anything else is logged (type
+    only, the message may hold personal data) and answered 500 without details."""
+
+    @functools.wraps(handler)
+    def wrapped(request: flask.Request) -> flask.Response:
+        try:
+            return handler(request)
+        except HttpError as exc:
+            body = {"error": exc.error, "reason": exc.reason, **exc.extra}
+            return json_response(body, exc.status, exc.headers)
+        except Exception:
+            kind = sys.exc_info()[0]
+            log.exception("unhandled error in %s: %s", handler.__name__, getattr(kind, "__name__", kind))
+            return json_response({"error": "internal", "reason": "internal error"}, 500)
+
+    return wrapped
+
+
+def bearer_token(request: flask.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def key_matches(given: str | None, keys: Iterable[str]) -> bool:
+    """Constant-time comparison against every configured key (no early exit on a match)."""
+    if not given:
+        return False
+    matched = False
+    for key in keys:
+        matched |= hmac.compare_digest(given.encode(), key.encode())
+    return matched
+
+
+def require_key(request: flask.Request, keys: list[str], what: str) -> None:
+    if not keys:
+        raise HttpError(503, "not_configured", f"no {what} is configured on this service")
+    if not key_matches(bearer_token(request), keys):
+        error = HttpError(401, "unauthorized", f"a valid {what} is required (Authorization: Bearer <key>)")
+        error.headers["WWW-Authenticate"] = "Bearer"
+        raise error
+
+
+def read_body(request: flask.Request, limit: int) -> bytes:
+    """The raw body, at most ``limit`` bytes (413 past it), whatever Content-Length claims."""
+    if request.content_length is not None and request.content_length > limit:
+        raise HttpError(413, "too_large", f"body larger than {limit} bytes")
+    data = request.stream.read(limit + 1)
+    if len(data) > limit:
+        raise HttpError(413, "too_large", f"body larger than {limit} bytes")
+    return data
+
+
+def parse_json(data: bytes) -> Any:
+    if not data.strip():
+        raise HttpError(400, "invalid_json", "the body is empty; JSON expected")
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise HttpError(400, "invalid_json", f"the body is not valid JSON: {type(exc).__name__}") from None
+
+
+def allow_methods(request: flask.Request, *methods: str) -> None:
+    if request.method not in methods:
+        error = HttpError(405, "method_not_allowed", f"use {' or '.join(methods)}")
+        error.headers["Allow"] = ", ".join(methods)
+        raise error
+
+
+def cors_headers(request: flask.Request, methods: str) -> dict[str, str]:
+    """Browsers post events from the customer's own site: any origin may send, no cookies
+    (credentials are not allowed, so the write key alone authenticates)."""
+    return {
+        "Access-Control-Allow-Origin": "*",
+        "Access-Control-Allow-Methods": methods,
+        "Access-Control-Allow-Headers": "Authorization, Content-Type",
+        "Access-Control-Max-Age": "3600",
+    }
+
+
+def subpath(request: flask.Request, prefix: str) -> str:
+    """The path below this function's prefix: the same handler serves ``/profiles/x`` behind a
+    load balancer and ``/x`` on the function's own URL."""
+    path = request.path or "/"
+    if path == prefix or path.startswith(prefix + "/"):
+        path = path[len(prefix) :]
+    return path or "/"
+
+
+def enqueue(runtime: Any, events: list[Any], *, wait: bool = True) -> tuple[list[str], list[dict[str, str]]]:
+    """Queue channel events on the events topic. Events with nothing to stitch on are left out
+    and reported (the sender gets 2xx: retrying would not help). ``wait=False`` hands them to
+    the publisher's background batching (for requests a person waits on)."""
+    from ..domain.merge import InvalidEvent, observe
+    from ..queue import QueueUnavailable, event_message
+
+    queued, ignored = [], []
+    for event in events:
+        try:
+            observe(event, runtime.service.policy)
+        except InvalidEvent as exc:
+            ignored.append({"event_id": event.event_id, "reason": str(exc)})
+            continue
+        queued.append(event)
+    messages = [event_message(e) for e in queued]
+    try:
+        if wait:
+            runtime.publisher.publish(runtime.settings.events_topic, messages)
+        else:
+            runtime.publisher.publish_nowait(runtime.settings.events_topic, messages)
+    except QueueUnavailable:
+        error = HttpError(503, "queue_unavailable", "events could not be queued; retry later")
+        error.headers["Retry-After"] = "5"
+        raise error from None
+    return [e.event_id for e in queued], ignored
+
+
+def channel_error(exc: Exception) -> HttpError:
+    """A parser's ``ChannelError`` as a 400 answer (its reason carries no personal data)."""
+    return HttpError(
+        400, "invalid_payload", getattr(exc, "reason", str(exc)), details=getattr(exc, "details", [])
+    )

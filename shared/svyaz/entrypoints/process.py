@@ -1,0 +1,90 @@
+"""The Pub/Sub-triggered function: apply one queued message to the identity graph.
+
+A transient failure (store contention, Firestore or Pub/Sub unavailable) raises, so Pub/Sub
+redelivers it (and dead-letters it after the configured attempts). A message that can never
+apply is logged with its id and acknowledged: a poison message never loops.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..domain.events import Event
+from ..domain.merge import InvalidEvent
+from ..domain.model import Outcome
+from ..queue import Message, outcome_message
+from ..runtime import Runtime
+
+log = logging.getLogger("svyaz.process")
+
+
+class PoisonMessage(ValueError):
+    pass
+
+
+def decode(data: dict[str, Any]) -> Message:
+    """The Pub/Sub message inside a CloudEvent's data (``{"message": {...}, "subscription"}``)."""
+    try:
+        message = data["message"]
+        payload = base64.b64decode(message.get("data", ""), validate=True)
+        return Message(payload, dict(message.get("attributes") or {}), str(message.get("messageId", "")))
+    except (KeyError, TypeError, AttributeError, binascii.Error) as exc:
+        raise PoisonMessage(f"not a Pub/Sub message: {type(exc).__name__}") from None
+
+
+def apply_message(message: Message, runtime: Runtime) -> Outcome | None:
+    kind = message.attributes.get("kind", "event")
+    if kind == "erase":
+        return _erase(message, runtime)
+    if kind != "event":
+        raise PoisonMessage(f"unknown message kind {kind!r}")
+    try:
+        event = Event.from_json(message.data)
+    except ValidationError as exc:
+        fields = sorted({".".join(map(str, e["loc"])) for e in exc.errors(include_input=False)})
+        raise PoisonMessage(f"invalid event ({', '.join(fields)})") from None
+    try:
+        outcome = runtime.service.apply(event)
+    except InvalidEvent as exc:
+        raise PoisonMessage(str(exc)) from None
+    runtime.publisher.publish(runtime.settings.profile_updates_topic, [outcome_message(outcome)])
+    return outcome
+
+
+def _erase(message: Message, runtime: Runtime) -> Outcome | None:
+    try:
+        profile_id = json.loads(message.data)["profile_id"]
+    except (ValueError, KeyError, TypeError):
+        raise PoisonMessage("invalid erasure request") from None
+    report = runtime.store.erase(str(profile_id))
+    if report is None:
+        log.info("erasure of an unknown profile", extra={"svyaz": {"profile_id": profile_id}})
+        return None
+    outcome = Outcome(event_id=f"erase:{profile_id}", status="unchanged", profile_id=profile_id)
+    update = outcome_message(outcome)
+    update.attributes["status"] = "erased"
+    update.data = json.dumps(
+        {
+            "status": "erased",
+            "profile_ids": report.profile_ids,
+            "identifiers": report.identifiers,
+            "touchpoints": report.touchpoints,
+        }
+    ).encode()
+    runtime.publisher.publish(runtime.settings.profile_updates_topic, [update])
+    log.info("profile erased", extra={"svyaz": {"profile_ids": report.profile_ids}})
+    return outcome
+
+
+def handle_cloud_event(data: dict[str, Any], event_id: str, runtime: Runtime) -> Outcome | None:
+    try:
+        return apply_message(decode(data), runtime)
+    except PoisonMessage as exc:
+        log.error("message dropped (acknowledged): %s", exc, extra={"svyaz": {"message_id": event_id}})
+        return None

@@ -1,0 +1,85 @@
+"""``GET /qr/<code>``: the landing of a QR code or NFC card printed in a store.
+
+The shopper waits on this request, so nothing here touches Firestore and the scan is handed to
+the publisher's background batching; the stitching happens in the pipeline. The redirect target
+comes only from the signed code (and the allow-list): never an open redirect.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+import uuid
+from datetime import UTC, datetime
+
+import flask
+
+from ..channels import ChannelError, qr
+from ..runtime import Runtime
+from .http import HttpError, allow_methods, enqueue, subpath
+
+COOKIE_MAX_AGE = 2 * 365 * 24 * 3600
+VISITOR_ID_LENGTH = 32
+
+
+def _page(status: int, title: str, text: str) -> flask.Response:
+    body = (
+        "<!doctype html><html lang='ru'><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width,initial-scale=1'>"
+        f"<title>{html.escape(title)}</title>"
+        "<body style='font-family:sans-serif;max-width:32em;margin:3em auto'>"
+        f"<h1>{html.escape(title)}</h1><p>{html.escape(text)}</p></body></html>"
+    )
+    response = flask.Response(body, status, mimetype="text/html")
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
+    return response
+
+
+def _visitor_id(request: flask.Request, cookie_name: str) -> tuple[str, bool]:
+    """svyaz's own first-party id: the cookie's if it looks like one of ours, else a new one."""
+    current = request.cookies.get(cookie_name, "")
+    if len(current) == VISITOR_ID_LENGTH and all(c in "0123456789abcdef" for c in current):
+        return current, False
+    return uuid.uuid4().hex, True
+
+
+def handle(request: flask.Request, runtime: Runtime) -> flask.Response:
+    settings = runtime.settings
+    try:
+        allow_methods(request, "GET", "HEAD")
+    except HttpError:
+        return _page(405, "Method not allowed", "Open this link in a browser.")
+    token = subpath(request, "/qr").strip("/")
+    key = settings.qr_signing_key.get_secret_value().encode()
+    try:
+        code = qr.verify_code(token, key, time.time(), allowed_hosts=settings.qr_allowed_hosts)
+    except qr.InvalidQrCode as exc:
+        expired = "expired" in exc.reason
+        return _page(
+            410 if expired else 404,
+            "Код устарел" if expired else "Код не найден",
+            "This code has expired."
+            if expired
+            else "This code is not valid. Please scan the code in the store again.",
+        )
+    visitor, new_visitor = _visitor_id(request, settings.cookie_name)
+    try:
+        event = qr.landing_event(code, request.cookies, visitor, datetime.now(UTC), uuid.uuid4().hex)
+        enqueue(runtime, [event], wait=False)
+    except (ChannelError, HttpError):
+        pass  # the shopper still gets where the code leads; the scan is logged as lost
+    response = flask.redirect(code.target, 302)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"  # the token stays out of the target's logs
+    if new_visitor:
+        response.set_cookie(
+            settings.cookie_name,
+            visitor,
+            max_age=COOKIE_MAX_AGE,
+            secure=True,
+            httponly=True,
+            samesite="Lax",
+            domain=settings.cookie_domain,
+        )
+    return response

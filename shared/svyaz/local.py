@@ -1,0 +1,217 @@
+"""``svyaz serve``: every HTTP function on one local port under its own path, plus a worker
+that applies queued events through ``process_event`` exactly as GCP delivers them.
+
+Each HTTP function is the real functions-framework app of its target in ``functions/main.py``,
+mounted under its path prefix (the load balancer layout). Queued events go through the
+in-process queue by default, or through the Pub/Sub emulator when PUBSUB_EMULATOR_HOST is set.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import queue as queue_lib
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import functions_framework
+from cloudevents.http import CloudEvent
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
+from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.wrappers import Response
+
+from . import runtime as runtime_module
+from .queue import LocalQueue, Message, PubSubPublisher, cloud_event_for, ensure_topics
+
+log = logging.getLogger("svyaz.local")
+
+# Path prefix -> function target: the same layout a load balancer gives in production.
+ROUTES = {
+    "/collect": "collect",
+    "/profiles": "profiles",
+    "/qr": "qr_landing",
+    "/webhooks/whatsapp": "whatsapp_webhook",
+    "/webhooks/telegram": "telegram_webhook",
+    "/webhooks/calltracking": "calltracking_webhook",
+    "/webhooks/crm": "crm_webhook",
+}
+LOCAL_SUBSCRIPTION = "svyaz-events-local"
+MAX_ATTEMPTS = 5  # then the message is dead-lettered (kept in memory, reported)
+
+
+def functions_source() -> Path:
+    """``functions/main.py`` of a source checkout, or ``main.py`` beside the package in the
+    deployed archive."""
+    package = Path(__file__).resolve().parent
+    for candidate in (package.parents[1] / "functions" / "main.py", package.parent / "main.py"):
+        if candidate.exists():
+            return candidate
+    raise FileNotFoundError("functions/main.py not found next to the svyaz package")
+
+
+def build_wsgi_app() -> Any:
+    source = str(functions_source())
+    apps = {prefix: functions_framework.create_app(target, source) for prefix, target in ROUTES.items()}
+
+    def not_found(environ: dict, start_response: Any) -> Any:
+        body = b'{"error": "not_found", "reason": "unknown path; see ' + ", ".join(ROUTES).encode() + b'"}'
+        return Response(body, 404, mimetype="application/json")(environ, start_response)
+
+    return DispatcherMiddleware(not_found, {prefix: _mounted(app) for prefix, app in apps.items()})
+
+
+def _mounted(app: Any) -> Any:
+    """``/collect`` itself reaches the function as ``/`` (as on its own URL), not as a redirect."""
+
+    def wsgi(environ: dict, start_response: Any) -> Any:
+        environ["PATH_INFO"] = environ.get("PATH_INFO") or "/"
+        return app(environ, start_response)
+
+    return wsgi
+
+
+def _process_event_function() -> Any:
+    """The deployed ``process_event`` target itself, loaded from the functions source."""
+    spec = importlib.util.spec_from_file_location("svyaz_functions_main", functions_source())
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.process_event
+
+
+@dataclass
+class Worker:
+    """Applies queued events one by one; a failure is retried with backoff like Pub/Sub's."""
+
+    rt: runtime_module.Runtime
+    applied: int = 0
+    dead_letters: list[Message] = field(default_factory=list)
+    stop_event: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.process_event = _process_event_function()
+        self.thread: threading.Thread | None = None
+        self.streaming: Any = None
+
+    def deliver(self, message: Message) -> None:
+        settings = self.rt.settings
+        envelope = cloud_event_for(message, settings.gcp_project, settings.events_topic, LOCAL_SUBSCRIPTION)
+        attributes = {k: v for k, v in envelope.items() if k != "data"}
+        self.process_event(CloudEvent(attributes, envelope["data"]))
+        self.applied += 1
+
+    def start(self) -> None:
+        publisher = self.rt.publisher
+        if isinstance(publisher, LocalQueue):
+            self.thread = threading.Thread(
+                target=self._run_local, args=(publisher,), daemon=True, name="svyaz-worker"
+            )
+            self.thread.start()
+        elif isinstance(publisher, PubSubPublisher):
+            self._start_pubsub()
+
+    def _run_local(self, queue: LocalQueue) -> None:
+        topic = queue.topic(self.rt.settings.events_topic)
+        attempts: dict[str, int] = {}
+        while not (self.stop_event.is_set() and topic.empty()):
+            try:
+                message = topic.get(timeout=0.1)
+            except queue_lib.Empty:
+                continue
+            try:
+                self.deliver(message)
+                attempts.pop(message.message_id, None)
+            except Exception as exc:  # transient: redeliver later, as Pub/Sub would
+                n = attempts[message.message_id] = attempts.get(message.message_id, 0) + 1
+                log.warning("delivery %d failed: %s", n, type(exc).__name__)
+                if n >= MAX_ATTEMPTS:
+                    self.dead_letters.append(message)
+                else:
+                    time.sleep(min(2.0, 0.1 * 2**n))
+                    topic.put(message)
+            finally:
+                topic.task_done()
+            queue.drain(self.rt.settings.profile_updates_topic)  # no downstream consumer locally
+
+    def _start_pubsub(self) -> None:
+        from google.cloud import pubsub_v1
+
+        settings = self.rt.settings
+        ensure_topics(
+            settings.gcp_project,
+            [settings.events_topic, settings.profile_updates_topic],
+            {LOCAL_SUBSCRIPTION: settings.events_topic},
+        )
+        subscriber = pubsub_v1.SubscriberClient()
+        path = subscriber.subscription_path(settings.gcp_project, LOCAL_SUBSCRIPTION)
+
+        def callback(received: Any) -> None:
+            message = Message(received.data, dict(received.attributes), received.message_id)
+            try:
+                self.deliver(message)
+                received.ack()
+            except Exception as exc:
+                log.warning("delivery failed, nacked for redelivery: %s", type(exc).__name__)
+                received.nack()
+
+        flow = pubsub_v1.types.FlowControl(max_messages=4)
+        self.streaming = subscriber.subscribe(path, callback=callback, flow_control=flow)
+
+    def pending(self) -> int:
+        publisher = self.rt.publisher
+        if isinstance(publisher, LocalQueue):
+            return publisher.topic(self.rt.settings.events_topic).unfinished_tasks
+        return 0
+
+    def wait_idle(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.pending() == 0:
+                return True
+            time.sleep(0.02)
+        return self.pending() == 0
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """Drain what was accepted, then stop. Returns how many events were left unapplied."""
+        self.wait_idle(timeout)
+        self.stop_event.set()
+        if self.thread is not None:
+            self.thread.join(timeout=5)
+        if self.streaming is not None:
+            self.streaming.cancel()
+        return self.pending()
+
+
+@dataclass
+class LocalService:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    rt: runtime_module.Runtime | None = None
+    server: BaseWSGIServer | None = None
+    worker: Worker | None = None
+
+    def start(self) -> LocalService:
+        if self.rt is not None:
+            runtime_module.install(self.rt)
+        self.rt = runtime_module.current()
+        self.server = make_server(self.host, self.port, build_wsgi_app(), threaded=True)
+        self.port = self.server.server_port
+        self.worker = Worker(self.rt)
+        self.worker.start()
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True, name="svyaz-http")
+        self._thread.start()
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def stop(self) -> int:
+        assert self.server is not None and self.worker is not None
+        self.server.shutdown()  # no new requests; then apply what was accepted
+        left = self.worker.stop()
+        self.rt.publisher.close()
+        return left

@@ -1,0 +1,177 @@
+"""The queue port: how entry points hand canonical events to the pipeline, and how outcomes
+reach downstream systems. Two adapters: Pub/Sub (GCP or its emulator) and an in-process queue
+for the embedded default."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import queue
+import threading
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from .domain.events import Event
+from .domain.model import Outcome
+
+log = logging.getLogger("svyaz.queue")
+PUBSUB_EVENT_TYPE = "google.cloud.pubsub.topic.v1.messagePublished"
+
+
+class QueueUnavailable(RuntimeError):
+    """The message was not accepted by the queue; the sender should retry (HTTP 503)."""
+
+
+@dataclass
+class Message:
+    data: bytes
+    attributes: dict[str, str] = field(default_factory=dict)
+    message_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
+def event_message(event: Event) -> Message:
+    return Message(event.to_json(), {"kind": "event", "event_id": event.event_id})
+
+
+def erase_message(profile_id: str) -> Message:
+    return Message(json.dumps({"profile_id": profile_id}).encode(), {"kind": "erase"})
+
+
+def outcome_message(outcome: Outcome) -> Message:
+    """Profile updates for downstream systems carry ids and statuses, never personal data:
+    consumers read the profile through the API when they need it."""
+    attributes = {"status": outcome.status}
+    if outcome.profile_id:
+        attributes["profile_id"] = outcome.profile_id
+    return Message(json.dumps(outcome.as_dict()).encode(), attributes)
+
+
+def cloud_event_for(message: Message, project: str, topic: str, subscription: str) -> dict[str, Any]:
+    """The CloudEvent (structured JSON) that GCP delivers to a Pub/Sub-triggered function."""
+    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    return {
+        "specversion": "1.0",
+        "id": message.message_id,
+        "source": f"//pubsub.googleapis.com/projects/{project}/topics/{topic}",
+        "type": PUBSUB_EVENT_TYPE,
+        "time": now,
+        "datacontenttype": "application/json",
+        "data": {
+            "message": {
+                "data": base64.b64encode(message.data).decode(),
+                "attributes": dict(message.attributes),
+                "messageId": message.message_id,
+                "publishTime": now,
+            },
+            "subscription": f"projects/{project}/subscriptions/{subscription}",
+        },
+    }
+
+
+class Publisher(ABC):
+    @abstractmethod
+    def publish(self, topic: str, messages: list[Message]) -> None:
+        """Return only once every message is accepted; else raise ``QueueUnavailable``."""
+
+    def publish_nowait(self, topic: str, messages: list[Message]) -> None:
+        """Hand messages to the queue without waiting for the broker's acknowledgement (for
+        requests a person waits on). ``close()`` flushes them, so a clean shutdown loses none."""
+        self.publish(topic, messages)
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        pass
+
+
+class LocalQueue(Publisher):
+    """In-process topics. Each topic has a FIFO; a worker (``svyaz serve``) drains it."""
+
+    def __init__(self) -> None:
+        self.topics: dict[str, queue.Queue[Message]] = {}
+        self._lock = threading.Lock()
+        self.closed = False
+
+    def topic(self, name: str) -> queue.Queue[Message]:
+        with self._lock:
+            return self.topics.setdefault(name, queue.Queue())
+
+    def publish(self, topic: str, messages: list[Message]) -> None:
+        if self.closed:
+            raise QueueUnavailable("the local queue is shutting down")
+        q = self.topic(topic)
+        for message in messages:
+            q.put(message)
+
+    def drain(self, topic: str) -> list[Message]:
+        q, found = self.topic(topic), []
+        while True:
+            try:
+                found.append(q.get_nowait())
+            except queue.Empty:
+                return found
+
+
+class PubSubPublisher(Publisher):
+    """Google Cloud Pub/Sub (the emulator when PUBSUB_EMULATOR_HOST is set)."""
+
+    def __init__(self, project: str, timeout: float = 10.0) -> None:
+        from google.cloud import pubsub_v1
+
+        # Batch briefly so a burst of requests shares round trips; publish() still waits.
+        settings = pubsub_v1.types.BatchSettings(max_messages=500, max_latency=0.005)
+        self.client = pubsub_v1.PublisherClient(batch_settings=settings)
+        self.project = project
+        self.timeout = timeout
+
+    def publish(self, topic: str, messages: list[Message]) -> None:
+        path = self.client.topic_path(self.project, topic)
+        try:
+            futures = [self.client.publish(path, m.data, **m.attributes) for m in messages]
+            for future in futures:
+                future.result(timeout=self.timeout)
+        except Exception as exc:  # any failure means "not safely queued": the sender retries
+            raise QueueUnavailable(f"publishing to {topic} failed: {type(exc).__name__}") from exc
+
+    def publish_nowait(self, topic: str, messages: list[Message]) -> None:
+        path = self.client.topic_path(self.project, topic)
+        for message in messages:
+            future = self.client.publish(path, message.data, **message.attributes)
+            future.add_done_callback(_log_failure)
+
+    def close(self) -> None:
+        self.client.stop()  # publishes every batched message before returning
+
+
+def _log_failure(future: Any) -> None:
+    if future.exception() is not None:
+        log.error("background publish failed: %s", type(future.exception()).__name__)
+
+
+def ensure_topics(project: str, topics: list[str], subscriptions: dict[str, str]) -> None:
+    """Create topics and pull subscriptions if missing (emulator and local runs only)."""
+    from google.api_core import exceptions
+    from google.cloud import pubsub_v1
+
+    publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+    for topic in topics:
+        try:
+            publisher.create_topic(name=publisher.topic_path(project, topic))
+        except exceptions.AlreadyExists:
+            pass
+    for subscription, topic in subscriptions.items():
+        try:
+            subscriber.create_subscription(
+                name=subscriber.subscription_path(project, subscription),
+                topic=publisher.topic_path(project, topic),
+                ack_deadline_seconds=60,
+            )
+        except exceptions.AlreadyExists:
+            pass
+    subscriber.close()
+
+
+Handler = Callable[[dict[str, Any]], None]
