@@ -20,7 +20,7 @@ from typing import Any
 import functions_framework
 from cloudevents.http import CloudEvent
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Response
 
 from . import runtime as runtime_module
@@ -185,6 +185,11 @@ class Worker:
         return self.pending()
 
 
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
 @dataclass
 class LocalService:
     host: str = "127.0.0.1"
@@ -192,12 +197,16 @@ class LocalService:
     rt: runtime_module.Runtime | None = None
     server: BaseWSGIServer | None = None
     worker: Worker | None = None
+    quiet: bool = False  # no per-request access log lines (demo, tests, benchmarks)
 
     def start(self) -> LocalService:
         if self.rt is not None:
             runtime_module.install(self.rt)
         self.rt = runtime_module.current()
-        self.server = make_server(self.host, self.port, build_wsgi_app(), threaded=True)
+        handler = _QuietHandler if self.quiet else WSGIRequestHandler
+        self.server = make_server(
+            self.host, self.port, build_wsgi_app(), threaded=True, request_handler=handler
+        )
         self.port = self.server.server_port
         self.worker = Worker(self.rt)
         self.worker.start()

@@ -147,3 +147,25 @@ def test_merge_of_a_1000_identifier_profile_is_a_bounded_transaction(service, po
     survivor = service.store.lookup(Identifier("client_id", "small"))
     assert len(survivor.identifiers["session_id"]) == 1000
     assert service.store.lookup(Identifier("session_id", "s24-39")).profile_id == survivor.profile_id
+
+
+def test_an_order_stays_one_touchpoint_through_its_status_updates(service):
+    def order(status: str, minutes: int):
+        return event(
+            {"phone": "+79091234567"},
+            event_id=f"order:S-1:{status}",
+            type="order",
+            minutes=minutes,
+            properties={"order_id": "S-1", "amount": "1990.50", "status": status},
+        )
+
+    service.apply(event({"phone": "+79091234567"}, context={"source": "yandex", "medium": "cpc"}))
+    for status, minutes in (("new", 1), ("paid", 2), ("paid", 2), ("refunded", 3)):
+        service.apply(order(status, minutes))
+    profile = service.store.lookup(Identifier("phone", "+79091234567"))
+    assert (profile.counters["orders"], profile.counters["revenue"]) == (0, 0)
+    sales = [t for t in service.store.touchpoints([profile.profile_id], 10) if t.type == "order"]
+    assert len(sales) == 1 and sales[0].properties["status"] == "refunded"
+    assert sales[0].credit["first_touch"] == {"source": "yandex", "medium": "cpc"}
+    start, end = BASE - timedelta(days=1), BASE + timedelta(days=1)
+    assert [t.properties["order_id"] for t in service.store.touchpoints_between("order", start, end)] == ["S-1"]

@@ -1,0 +1,128 @@
+"""``svyaz serve`` as a user runs it: real HTTP on a local port, the worker, clean shutdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from svyaz import runtime
+from svyaz.emulators import free_port
+from svyaz.local import LocalService
+from svyaz.queue import PubSubPublisher
+from svyaz.store.memory import MemoryStore
+from tests.conftest import PEPPER, PROJECT, make_firestore_store
+from tests.pipeline_support import API_KEY, WRITE_KEY, settings
+
+
+def call(url: str, key: str, body: dict | None = None) -> tuple[int, dict]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method="POST" if body is not None else "GET")
+    request.add_header("Authorization", f"Bearer {key}")
+    request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def page_view(n: int, **identifiers: str) -> dict:
+    return {
+        "event_id": f"view-{n}",
+        "type": "page",
+        "timestamp": f"2026-11-02T10:{n % 60:02d}:00Z",
+        "identifiers": identifiers,
+    }
+
+
+def lookup(service: LocalService, kind: str, value: str) -> tuple[int, dict]:
+    query = urllib.parse.urlencode({"kind": kind, "value": value})
+    return call(f"{service.url}/profiles/lookup?{query}", API_KEY)
+
+
+def test_every_function_answers_under_its_path_and_stop_applies_what_was_accepted():
+    rt = runtime.build(settings(), store=MemoryStore(PEPPER))
+    service = LocalService("127.0.0.1", 0, rt, quiet=True).start()
+    try:
+        for n in range(200):
+            status, _ = call(
+                f"{service.url}/collect", WRITE_KEY, page_view(n, client_id="c1", session_id=f"s{n}")
+            )
+            assert status == 202
+        for path in ("/webhooks/whatsapp", "/webhooks/telegram", "/webhooks/calltracking", "/webhooks/crm"):
+            status, body = call(f"{service.url}{path}", "nope", {})
+            assert status in (401, 403, 503) and body["error"]
+        assert call(f"{service.url}/nowhere", API_KEY)[0] == 404
+    finally:
+        left = service.stop()  # right after the last request: the worker drains first
+        runtime.install(None)
+    assert left == 0 and service.worker.applied == 200
+    profile = rt.store.lookup(
+        __import__("svyaz.domain.model", fromlist=["Identifier"]).Identifier("client_id", "c1")
+    )
+    assert profile.counters["events"] == 200 and len(profile.identifiers["session_id"]) == 200
+
+
+def test_svyaz_serve_prints_its_urls_and_stops_cleanly_on_ctrl_c():
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SVYAZ_") and "EMULATOR" not in k}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "svyaz.cli", "serve", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        banner = []
+        while not any("Ctrl-C" in line for line in banner):
+            line = process.stdout.readline()
+            assert line, "".join(banner)
+            banner.append(line)
+        text = "".join(banner)
+        assert f"http://127.0.0.1:{port}/collect" in text and "curl -s -X POST" in text
+        status, body = call(
+            f"http://127.0.0.1:{port}/collect", "dev-write-key", page_view(1, phone="89091234567")
+        )
+        assert status == 202 and body == {"accepted": ["view-1"]}
+        process.send_signal(signal.SIGINT)
+        out, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0
+    assert "stopped: 1 events applied, 0 left unapplied" in out
+
+
+@pytest.mark.emulator
+def test_the_local_service_on_both_emulators(firestore_emulator, pubsub_emulator):
+    store = make_firestore_store(firestore_emulator)
+    rt = runtime.build(settings(gcp_project=PROJECT), store=store, publisher=PubSubPublisher(PROJECT))
+    service = LocalService("127.0.0.1", 0, rt, quiet=True).start()
+    try:
+        assert (
+            call(f"{service.url}/collect", WRITE_KEY, page_view(1, client_id="web-1", session_id="s-9"))[0]
+            == 202
+        )
+        assert (
+            call(f"{service.url}/collect", WRITE_KEY, page_view(2, session_id="s-9", phone="+79091234567"))[0]
+            == 202
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            status, body = lookup(service, "phone", "8 909 123 45 67")
+            if status == 200 and "client_id" in body["identifiers"]:
+                break
+            time.sleep(0.2)
+        assert status == 200 and body["identifiers"]["client_id"] == ["web-1"]
+    finally:
+        service.stop()
+        runtime.install(None)

@@ -1,0 +1,99 @@
+"""The whole pipeline on the real emulators: POST /collect -> message on the Pub/Sub topic ->
+process_event (the CloudEvent GCP delivers) -> Firestore -> GET /profiles."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from google.cloud import pubsub_v1
+
+from svyaz import runtime
+from svyaz.domain.model import Identifier
+from svyaz.queue import Message, PubSubPublisher, ensure_topics
+from tests.conftest import PROJECT, make_firestore_store
+from tests.pipeline_support import API_KEY, WRITE_KEY, client, deliver, fixture, install
+
+pytestmark = pytest.mark.emulator
+SUBSCRIPTION = "svyaz-events-e2e"
+
+
+@pytest.fixture
+def pipeline(firestore_emulator, pubsub_emulator):
+    rt = install(make_firestore_store(firestore_emulator), PubSubPublisher(PROJECT), gcp_project=PROJECT)
+    ensure_topics(
+        PROJECT,
+        [rt.settings.events_topic, rt.settings.profile_updates_topic],
+        {SUBSCRIPTION: rt.settings.events_topic, "svyaz-updates-e2e": rt.settings.profile_updates_topic},
+    )
+    subscriber = pubsub_v1.SubscriberClient()
+    yield rt, subscriber
+    subscriber.close()
+    rt.publisher.close()
+    runtime.install(None)
+
+
+def pull(subscriber, name: str, expected: int) -> list:
+    path = subscriber.subscription_path(PROJECT, name)
+    received = []
+    for _ in range(20):
+        answer = subscriber.pull(request={"subscription": path, "max_messages": 50}, timeout=10)
+        received += answer.received_messages
+        if len(received) >= expected:
+            break
+    if received:
+        subscriber.acknowledge(request={"subscription": path, "ack_ids": [r.ack_id for r in received]})
+    return [Message(r.message.data, dict(r.message.attributes), r.message.message_id) for r in received]
+
+
+def test_collect_to_profile_through_pubsub_and_firestore(pipeline):
+    rt, subscriber = pipeline
+    auth = {"Authorization": f"Bearer {WRITE_KEY}"}
+    pull(subscriber, SUBSCRIPTION, 0)  # start clean
+    assert (
+        client("collect")
+        .post("/collect", json=fixture("collect/web_page_view.json"), headers=auth)
+        .status_code
+        == 202
+    )
+    assert (
+        client("collect")
+        .post("/collect", json=fixture("collect/lead_with_garbage.json"), headers=auth)
+        .status_code
+        == 202
+    )
+    messages = pull(subscriber, SUBSCRIPTION, 2)
+    assert sorted(m.attributes["event_id"] for m in messages) == [
+        "2f6c1d8e-5b0a-4f7e-9d55-0c6a1f3e9b21",
+        "lead-0042",
+    ]
+    for message in messages + messages:  # every message delivered twice: the second changes nothing
+        assert deliver(message, rt).status_code == 200
+    poison = Message(b"\xff not an event", {"kind": "event"}, "poison-1")
+    assert deliver(poison, rt).status_code == 200  # acknowledged, never loops
+
+    read = {"Authorization": f"Bearer {API_KEY}"}
+    answer = client("profiles").get(
+        "/profiles/lookup?kind=phone&value=%2B7%20909%20123%2045%2067", headers=read
+    )
+    assert answer.status_code == 200
+    profile = answer.json
+    assert profile["identifiers"]["ym_client_id"] == ["1681971876942937034"]
+    assert profile["identifiers"]["phone"] == ["+79091234567"]
+    assert profile["counters"]["events"] == 2 and profile["first_touch"]["source"] == "yandex"
+    history = client("profiles").get(f"/profiles/{profile['profile_id']}/touchpoints", headers=read).json
+    # newest first by event time: the lead was sent at 10:09 Moscow time, before the 10:00 UTC visit
+    assert [t["event_id"] for t in history["touchpoints"]] == [
+        "2f6c1d8e-5b0a-4f7e-9d55-0c6a1f3e9b21",
+        "lead-0042",
+    ]
+
+    updates = pull(subscriber, "svyaz-updates-e2e", 4)
+    published = sorted((json.loads(u.data)["event_id"], json.loads(u.data)["duplicate"]) for u in updates)
+    assert published == [
+        ("2f6c1d8e-5b0a-4f7e-9d55-0c6a1f3e9b21", False),
+        ("2f6c1d8e-5b0a-4f7e-9d55-0c6a1f3e9b21", True),
+        ("lead-0042", False),
+        ("lead-0042", True),
+    ]
+    assert rt.store.lookup(Identifier("session_id", "1980094328")).profile_id == profile["profile_id"]
