@@ -1,33 +1,46 @@
 """The composition root: builds the store, the queue and the service from the settings, once
-per process. Entry points ask ``current()``; tests and ``svyaz serve`` may ``install()`` their own."""
+per process. Entry points ask ``current()``; tests and ``svyaz serve`` may ``install()`` their own.
+
+The store (and so the pepper it needs) is built on first use: a webhook function that only
+queues events never needs Firestore rights or the pepper secret.
+"""
 
 from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
+from datetime import timedelta
+from functools import cached_property
 
 from .config import Settings
+from .identity.policy import Policy
 from .queue import LocalQueue, Publisher, PubSubPublisher
 from .service import IdentityService
 from .store.base import Store
 from .store.memory import MemoryStore
 
 
-@dataclass
 class Runtime:
-    settings: Settings
-    store: Store
-    publisher: Publisher
-    service: IdentityService
+    def __init__(
+        self, settings: Settings, publisher: Publisher | None = None, store: Store | None = None
+    ) -> None:
+        self.settings = settings
+        self.policy: Policy = settings.policy  # validated at start-up: a bad policy file stops here
+        if publisher is not None:
+            self.__dict__["publisher"] = publisher
+        if store is not None:
+            store.idempotency_ttl = timedelta(days=settings.idempotency_ttl_days)
+            self.__dict__["store"] = store
 
+    @cached_property
+    def publisher(self) -> Publisher:
+        use_pubsub = self.settings.env == "production" or os.environ.get("PUBSUB_EMULATOR_HOST")
+        return PubSubPublisher(self.settings.gcp_project) if use_pubsub else LocalQueue()
 
-def build(
-    settings: Settings | None = None, *, store: Store | None = None, publisher: Publisher | None = None
-) -> Runtime:
-    settings = settings or Settings()
-    policy = settings.policy  # validated at start-up: a bad policy file stops here
-    if store is None:
+    @cached_property
+    def store(self) -> Store:
+        settings = self.settings
+        store: Store
         if settings.store == "firestore":
             from .store.firestore import FirestoreStore
 
@@ -36,11 +49,18 @@ def build(
             )
         else:
             store = MemoryStore(settings.pepper_bytes)
-    store.idempotency_ttl = store.idempotency_ttl.__class__(days=settings.idempotency_ttl_days)
-    if publisher is None:
-        use_pubsub = settings.env == "production" or os.environ.get("PUBSUB_EMULATOR_HOST")
-        publisher = PubSubPublisher(settings.gcp_project) if use_pubsub else LocalQueue()
-    return Runtime(settings, store, publisher, IdentityService(store, policy))
+        store.idempotency_ttl = timedelta(days=settings.idempotency_ttl_days)
+        return store
+
+    @cached_property
+    def service(self) -> IdentityService:
+        return IdentityService(self.store, self.policy)
+
+
+def build(
+    settings: Settings | None = None, *, store: Store | None = None, publisher: Publisher | None = None
+) -> Runtime:
+    return Runtime(settings or Settings(), publisher, store)
 
 
 _current: Runtime | None = None

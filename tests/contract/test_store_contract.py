@@ -168,4 +168,6 @@ def test_an_order_stays_one_touchpoint_through_its_status_updates(service):
     assert len(sales) == 1 and sales[0].properties["status"] == "refunded"
     assert sales[0].credit["first_touch"] == {"source": "yandex", "medium": "cpc"}
     start, end = BASE - timedelta(days=1), BASE + timedelta(days=1)
-    assert [t.properties["order_id"] for t in service.store.touchpoints_between("order", start, end)] == ["S-1"]
+    assert [t.properties["order_id"] for t in service.store.touchpoints_between("order", start, end)] == [
+        "S-1"
+    ]

@@ -32,7 +32,7 @@ def validate_events(items: list[Any], runtime: Runtime) -> tuple[list[Event], li
             item = {**item, "timestamp": now}  # browsers may leave the time to the server
         try:
             event = Event.model_validate(item)
-            dropped = observe(event, runtime.service.policy).dropped
+            dropped = observe(event, runtime.policy).dropped
         except ValidationError as exc:
             errors.append(
                 {"index": index, "event_id": item.get("event_id"), "errors": describe_validation_error(exc)}

@@ -138,7 +138,7 @@ def enqueue(runtime: Any, events: list[Any], *, wait: bool = True) -> tuple[list
     queued, ignored = [], []
     for event in events:
         try:
-            observe(event, runtime.service.policy)
+            observe(event, runtime.policy)
         except InvalidEvent as exc:
             ignored.append({"event_id": event.event_id, "reason": str(exc)})
             continue

@@ -43,7 +43,7 @@ def _lookup(request: flask.Request, runtime: Runtime) -> flask.Response:
     if not kind or value is None:
         raise HttpError(400, "invalid_query", "kind and value are required")
     try:
-        identifier = Identifier(kind, normalize(runtime.service.policy, kind, value))
+        identifier = Identifier(kind, normalize(runtime.policy, kind, value))
     except UnknownKind as exc:
         raise HttpError(400, "unknown_kind", str(exc)) from None
     except Rejected as exc:

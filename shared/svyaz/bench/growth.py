@@ -1,0 +1,108 @@
+"""Cost growth: documents read and written per event as a profile grows.
+
+For each size N a profile of N identifiers is built (one ``user_id`` and N-1 ``session_id`` s,
+under a policy whose ``session_id`` limit is raised), then three events are measured through
+``IdentityService.apply``:
+
+* ``no_change``: a page view of one of its sessions (the fast path);
+* ``merge_in``: a small younger profile merged into it (it survives);
+* ``merge_away``: it is merged into an older profile (it becomes the tombstone), which leaves the
+  re-pointing of its N identifier records to the follow-up job, outside the transaction.
+
+Document counts come from the probe (snapshot sizes, ``Plan.document_writes``); they must not
+depend on N. The profile document itself does grow (it lists its identifiers): its size is
+reported too, since Firestore caps a document at 1 MiB.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ..domain.events import Event
+from ..domain.model import Identifier
+from ..identity.policy import DEFAULT_KINDS, KindPolicy, Policy
+from ..service import IdentityService
+from .probe import ProbeStore, Trace
+
+DEFAULT_SIZES = (10, 100, 1_000, 10_000)
+PER_EVENT = 49  # new sessions per building event (+ the user_id: 50, the event cap)
+START = datetime(2025, 1, 1, tzinfo=UTC)
+FIRESTORE_DOC_LIMIT = 1_048_576
+
+
+def growth_policy(largest: int) -> Policy:
+    kinds = dict(DEFAULT_KINDS)
+    kinds["session_id"] = KindPolicy(limit=max(1000, largest), priority=7)
+    return Policy(kinds)
+
+
+def _event(event_id: str, at: datetime, identifiers: dict[str, Any], type_: str = "page") -> Event:
+    return Event(event_id=event_id, type=type_, timestamp=at, identifiers=identifiers)
+
+
+def _measure(service: IdentityService, probe: ProbeStore, event: Event) -> tuple[Trace, float, str]:
+    trace = probe.begin()
+    started = time.perf_counter()
+    outcome = service.apply(event)
+    return trace, time.perf_counter() - started, outcome.status
+
+
+def _row(trace: Trace, seconds: float, status: str) -> dict[str, Any]:
+    return {
+        "status": status,
+        "path": trace.path,
+        "reads": trace.reads,
+        "writes": trace.writes,
+        "repointed_after": trace.repointed,
+        "ms": round(seconds * 1000, 2),
+    }
+
+
+def measure_size(service: IdentityService, probe: ProbeStore, size: int, tag: str) -> dict[str, Any]:
+    """Build a profile of ``size`` identifiers and measure the three events against it."""
+    prefix = f"g{tag}-{size}"
+    sessions = [f"{prefix}-s{i}" for i in range(size - 1)]
+    at = START + timedelta(hours=1)
+    build_started = time.perf_counter()
+    for n, start in enumerate(range(0, len(sessions), PER_EVENT)):
+        ids: dict[str, Any] = {"user_id": f"{prefix}-u", "session_id": sessions[start : start + PER_EVENT]}
+        service.apply(_event(f"{prefix}-build-{n}", at, ids, "identify"))
+        at += timedelta(seconds=1)
+    build_s = time.perf_counter() - build_started
+    anchor = probe.inner.lookup(Identifier("user_id", f"{prefix}-u"))
+    held = sum(len(v) for v in anchor.identifiers.values()) if anchor else 0
+    profile_bytes = len(repr(anchor.to_doc()).encode()) if anchor else 0
+
+    later = START + timedelta(days=1)
+    no_change = _measure(service, probe, _event(f"{prefix}-page", later, {"session_id": sessions[0]}))
+    # A younger small profile, then an event linking it to the big one: the big one survives.
+    young = {"client_id": f"{prefix}-young", "ym_client_id": f"{prefix}-y"}
+    service.apply(_event(f"{prefix}-young", later, young))
+    link = {"session_id": sessions[1], "client_id": f"{prefix}-young"}
+    merge_in = _measure(service, probe, _event(f"{prefix}-merge-in", later + timedelta(minutes=1), link))
+    # An older profile, then an event linking the big one to it: the big one is the loser.
+    service.apply(_event(f"{prefix}-old", START, {"client_id": f"{prefix}-old"}))
+    link = {"session_id": sessions[2], "client_id": f"{prefix}-old"}
+    merge_away = _measure(service, probe, _event(f"{prefix}-merge-away", later + timedelta(minutes=2), link))
+    return {
+        "identifiers": held,
+        "profile_doc_bytes": profile_bytes,
+        "profile_doc_share_of_limit": round(profile_bytes / FIRESTORE_DOC_LIMIT, 4),
+        "build_s": round(build_s, 2),
+        "no_change": _row(*no_change),
+        "merge_in": _row(*merge_in),
+        "merge_away": _row(*merge_away),
+    }
+
+
+def measure_growth(probe: ProbeStore, sizes: Iterable[int], tag: str = "") -> list[dict[str, Any]]:
+    sizes = sorted(set(sizes))
+    if not sizes:
+        return []
+    if min(sizes) < 4:
+        raise ValueError("growth sizes start at 4 identifiers")
+    service = IdentityService(probe, growth_policy(max(sizes)))  # type: ignore[arg-type]
+    return [measure_size(service, probe, size, tag) for size in sizes]

@@ -1,0 +1,183 @@
+"""Measuring instruments for the benchmark: what one ``IdentityService.apply`` did.
+
+``ProbeStore`` wraps a real store without changing what it does: it notes, for the event the
+current thread is applying, which path the service took (fast path, transaction, duplicate),
+how many documents it read and wrote (snapshot sizes and ``Plan.document_writes``), which
+documents those were (so the raw baseline can touch the same number of documents with the same
+contention pattern) and how many identifier records the follow-up re-pointing moved.
+
+``FirestoreClientProbe`` wraps the Firestore client of a ``FirestoreStore`` to time every
+transaction attempt: when it began and, for a failed attempt, when it was rolled back. That is
+how the benchmark tells the time lost to contention (the emulator's lock timeouts) apart from
+useful work.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..domain.merge import Plan, Snapshot
+from ..domain.model import Identifier
+from ..store.base import Decide, FastWrite, Store
+
+FAST, TRANSACTION, DUPLICATE = "fast_path", "transaction", "duplicate"
+
+
+@dataclass
+class Attempt:
+    """One transaction attempt: started at ``start``; ``failed_at`` set if it was rolled back."""
+
+    start: float
+    failed_at: float | None = None
+
+
+@dataclass
+class Trace:
+    """What one delivery of an event did in the store."""
+
+    path: str = ""
+    identifier_keys: list[str] = field(default_factory=list)
+    pre_reads: int = 0  # documents read by the fast-path check (outside any transaction)
+    tx_reads: int = 0  # documents read inside the transaction (last attempt)
+    writes: int = 0  # documents written (fast-path batch or transaction)
+    tx_read_paths: list[str] = field(default_factory=list)
+    tx_writes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    touchpoint_doc: dict[str, Any] | None = None
+    repointed: int = 0  # identifier records the follow-up job re-pointed (outside the transaction)
+    attempts: list[Attempt] = field(default_factory=list)
+    profile_bytes: int = 0  # size of the biggest profile document written (approximate)
+
+    @property
+    def reads(self) -> int:
+        return self.pre_reads + self.tx_reads
+
+
+class _Current(threading.local):
+    trace: Trace | None = None
+
+
+def _doc_bytes(doc: dict[str, Any]) -> int:
+    """Approximate stored size of a document: field names and values as text."""
+    return len(repr(doc).encode())
+
+
+class ProbeStore:
+    """Delegates everything to ``inner``; records a ``Trace`` for the current thread's event."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self._current = _Current()
+
+    # The service only uses the store port; anything not instrumented passes through.
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def begin(self) -> Trace:
+        trace = Trace()
+        self._current.trace = trace
+        return trace
+
+    @property
+    def trace(self) -> Trace:
+        trace = self._current.trace
+        if trace is None:  # a call outside begin(): measure it anyway, into a throwaway trace
+            trace = self.begin()
+        return trace
+
+    def read_snapshot(self, identifiers: Iterable[Identifier], event_id: str) -> Snapshot:
+        identifiers = list(identifiers)
+        snapshot = self.inner.read_snapshot(identifiers, event_id)
+        trace = self.trace
+        trace.identifier_keys = [self.inner.keys.identifier(i) for i in identifiers]
+        # identifier documents + profiles (with merged_into chains) + the idempotency record
+        trace.pre_reads = len(identifiers) + len(snapshot.profiles) + 1
+        if snapshot.processed is not None:
+            trace.path = DUPLICATE
+        return snapshot
+
+    def transact(
+        self, identifiers: list[Identifier], event_id: str, decide: Decide, touchpoint_name: str | None = None
+    ) -> Plan:
+        seen: list[Snapshot] = []
+
+        def observed(snapshot: Snapshot) -> Plan:
+            seen.append(snapshot)
+            return decide(snapshot)
+
+        plan = self.inner.transact(identifiers, event_id, observed, touchpoint_name)
+        trace = self.trace
+        snapshot = seen[-1]
+        keys = self.inner.keys
+        event_key = keys.event(event_id)
+        reads = [f"identifiers/{keys.identifier(i)}" for i in identifiers]
+        reads += [f"profiles/{pid}" for pid in snapshot.profiles]
+        reads.append(f"processed_events/{event_key}")
+        if touchpoint_name is not None and touchpoint_name != event_id:
+            reads.append(f"touchpoints/{keys.event(touchpoint_name)}")
+        trace.tx_reads = len(reads)
+        trace.tx_read_paths = reads
+        if plan.outcome.duplicate:
+            trace.path = DUPLICATE
+            return plan
+        trace.path = TRANSACTION
+        writes = [(f"identifiers/{keys.identifier(r.identifier)}", r.to_doc()) for r in plan.records]
+        profiles = [(f"profiles/{p.profile_id}", p.to_doc()) for p in plan.profiles]
+        writes += profiles
+        if plan.touchpoint is not None:
+            trace.touchpoint_doc = plan.touchpoint.to_doc()
+            writes.append((f"touchpoints/{keys.event(plan.touchpoint.name)}", trace.touchpoint_doc))
+        writes.append((f"processed_events/{event_key}", {"outcome": plan.outcome.as_dict()}))
+        trace.tx_writes = writes
+        trace.writes = plan.document_writes
+        trace.profile_bytes = max((_doc_bytes(doc) for _, doc in profiles), default=0)
+        return plan
+
+    def write_fast(self, write: FastWrite) -> None:
+        self.inner.write_fast(write)
+        trace = self.trace
+        trace.path = FAST
+        trace.writes = 3  # idempotency record + touchpoint + profile transforms, one atomic batch
+        trace.touchpoint_doc = write.touchpoint.to_doc()
+
+    def repoint(self, loser_id: str, survivor_id: str, batch_size: int = 400) -> int:
+        moved = self.inner.repoint(loser_id, survivor_id, batch_size)
+        self.trace.repointed += moved
+        return moved
+
+
+class FirestoreClientProbe:
+    """Wraps a ``firestore.Client``: times each transaction attempt of the current trace."""
+
+    def __init__(self, client: Any, probe: ProbeStore) -> None:
+        self._client = client
+        self._probe = probe
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def transaction(self, **options: Any) -> Any:
+        transaction = self._client.transaction(**options)
+        attempt = Attempt(time.perf_counter())
+        self._probe.trace.attempts.append(attempt)
+        rollback = transaction._rollback
+
+        def timed_rollback() -> None:
+            attempt.failed_at = time.perf_counter()
+            rollback()
+
+        # The client rolls an attempt back on any failure (ABORTED, lock timeout, error).
+        transaction._rollback = timed_rollback
+        return transaction
+
+
+def instrument(store: Store) -> ProbeStore:
+    """A probe around ``store``; for Firestore also around its client (attempt timing)."""
+    probe = ProbeStore(store)
+    client = getattr(store, "client", None)
+    if client is not None and hasattr(client, "transaction"):
+        store.client = FirestoreClientProbe(client, probe)  # type: ignore[attr-defined]
+    return probe

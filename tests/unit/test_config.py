@@ -1,0 +1,46 @@
+import subprocess
+import sys
+
+import pytest
+from pydantic import ValidationError
+
+from svyaz.config import ConfigError, Settings
+from svyaz.identity.policy import PolicyError
+from svyaz.runtime import build
+from tests.pipeline_support import MAIN
+
+
+def test_lists_are_comma_separated(monkeypatch):
+    monkeypatch.setenv("SVYAZ_WRITE_KEYS", " site-a , app-b,,")
+    assert Settings().write_keys == ["site-a", "app-b"]
+
+
+def test_production_names_the_missing_secret():
+    settings = Settings(env="production", write_keys=["k"])
+    settings.require("write_keys")
+    with pytest.raises(ConfigError, match="SVYAZ_API_KEYS, SVYAZ_PEPPER"):
+        settings.require("api_keys", "pepper")
+    with pytest.raises(ConfigError, match="SVYAZ_PEPPER"):
+        _ = settings.pepper_bytes  # never the development pepper in production
+
+
+def test_a_short_pepper_is_refused_in_production():
+    with pytest.raises(ValidationError, match="32 characters"):
+        Settings(env="production", pepper="short")
+
+
+def test_a_bad_policy_file_stops_start_up_naming_the_key(tmp_path):
+    path = tmp_path / "policy.toml"
+    path.write_text("[kinds.phone]\nlimit = -1\n")
+    with pytest.raises(PolicyError, match=r"kinds\.phone\.limit"):
+        build(Settings(policy_file=str(path)))
+
+
+def test_a_deployed_function_refuses_to_start_without_its_secrets(tmp_path):
+    env = {"SVYAZ_ENV": "production", "FUNCTION_TARGET": "collect", "PATH": "/usr/bin:/bin"}
+    code = f"import functions_framework; functions_framework.create_app('collect', {MAIN!r})"
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "production mode needs SVYAZ_WRITE_KEYS" in result.stderr
+    env["SVYAZ_WRITE_KEYS"] = "k"
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
