@@ -245,6 +245,9 @@ class _Counting:
         self.count += len(data)
         return data
 
+    def close(self) -> None:
+        self.raw.close()
+
 
 def _physical_lines(read: Callable[[int], bytes]) -> Iterator[bytes]:
     """The stream's lines (with their ``\\n``), read a chunk at a time."""
@@ -420,7 +423,8 @@ class Customer(BaseModel):
 def _pydantic_rejects(exc: ValidationError, line: int) -> list[Reject]:
     rejects = []
     for error in exc.errors(include_url=False, include_input=False, include_context=False):
-        where = ".".join(str(part) for part in error["loc"])
+        # A row-level rule (no customer identifier) has no field of its own.
+        where = ".".join(str(part) for part in error["loc"]) or "identifiers"
         reason = error["msg"].removeprefix("Value error, ")
         rejects.append(Reject(line, where, reason))
     return rejects
@@ -623,7 +627,7 @@ def run_import(
     finally:
         bar.close()
         stream.close()
-        getattr(raw.raw, "close", lambda: None)()
+        raw.close()
     rejects.close()
     stats.rejects_location = source.put_rejects(rejects.path)
     stats.seconds = time.monotonic() - started

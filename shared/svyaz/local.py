@@ -87,6 +87,7 @@ class Worker:
     """Applies queued events one by one; a failure is retried with backoff like Pub/Sub's."""
 
     rt: runtime_module.Runtime
+    subscription: str = LOCAL_SUBSCRIPTION
     applied: int = 0
     dead_letters: list[Message] = field(default_factory=list)
     stop_event: threading.Event = field(default_factory=threading.Event)
@@ -98,7 +99,7 @@ class Worker:
 
     def deliver(self, message: Message) -> None:
         settings = self.rt.settings
-        envelope = cloud_event_for(message, settings.gcp_project, settings.events_topic, LOCAL_SUBSCRIPTION)
+        envelope = cloud_event_for(message, settings.gcp_project, settings.events_topic, self.subscription)
         attributes = {k: v for k, v in envelope.items() if k != "data"}
         self.process_event(CloudEvent(attributes, envelope["data"]))
         self.applied += 1
@@ -143,10 +144,10 @@ class Worker:
         ensure_topics(
             settings.gcp_project,
             [settings.events_topic, settings.profile_updates_topic],
-            {LOCAL_SUBSCRIPTION: settings.events_topic},
+            {self.subscription: settings.events_topic},
         )
         subscriber = pubsub_v1.SubscriberClient()
-        path = subscriber.subscription_path(settings.gcp_project, LOCAL_SUBSCRIPTION)
+        path = subscriber.subscription_path(settings.gcp_project, self.subscription)
 
         def callback(received: Any) -> None:
             message = Message(received.data, dict(received.attributes), received.message_id)
@@ -198,6 +199,9 @@ class LocalService:
     server: BaseWSGIServer | None = None
     worker: Worker | None = None
     quiet: bool = False  # no per-request access log lines (demo, tests, benchmarks)
+    # Pub/Sub mode: the pull subscription the worker consumes (kept across restarts, so events
+    # accepted before a stop are applied after the next start).
+    subscription: str = LOCAL_SUBSCRIPTION
 
     def start(self) -> LocalService:
         if self.rt is not None:
@@ -208,7 +212,7 @@ class LocalService:
             self.host, self.port, build_wsgi_app(), threaded=True, request_handler=handler
         )
         self.port = self.server.server_port
-        self.worker = Worker(self.rt)
+        self.worker = Worker(self.rt, self.subscription)
         self.worker.start()
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True, name="svyaz-http")
         self._thread.start()

@@ -4,6 +4,7 @@ The profile API, the customer journal page and the CLI all render from here."""
 
 from __future__ import annotations
 
+import html
 from datetime import datetime
 from typing import Any
 
@@ -94,3 +95,33 @@ def render_text(view: dict[str, Any], touches: list[dict[str, Any]]) -> str:
 
 def _source(attribution: dict[str, Any]) -> str:
     return "/".join(str(attribution[k]) for k in ("source", "medium", "campaign") if attribution.get(k))
+
+
+def render_html(view: dict[str, Any], touches: list[dict[str, Any]]) -> str:
+    """The customer journal page: one profile and its touch history, for a person."""
+    e = html.escape
+    rows = "".join(
+        f"<tr><td>{e(t['timestamp'][:19].replace('T', ' '))}</td>"
+        f"<td>{e(t['type'])}</td><td>{e(t['channel'])}</td>"
+        f"<td>{e(_source(t['attribution']) or '—')}</td>"
+        f"<td>{e(', '.join(f'{k}: {_source(v)}' for k, v in t.get('credit', {}).items()))}</td></tr>"
+        for t in reversed(touches)
+    )
+    ids = "".join(
+        f"<tr><th>{e(k)}</th><td>{e(', '.join(v))}</td></tr>" for k, v in view["identifiers"].items()
+    )
+    traits = ", ".join(f"{e(k)}={e(str(v))}" for k, v in view["traits"].items()) or "—"
+    touch = {k: e(_source(view[k]) if view[k] else "—") for k in ("first_touch", "last_touch")}
+    counters = ", ".join(f"{e(k)}={v}" for k, v in view["counters"].items())
+    return (
+        "<!doctype html><html lang='ru'><meta charset='utf-8'><title>svyaz: customer journal</title>"
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}</style>"
+        f"<h1>Customer {e(view['profile_id'])}</h1>"
+        f"<p>First seen {e(view['first_seen'] or '')}, last seen {e(view['last_seen'] or '')}. "
+        f"First touch: {touch['first_touch']}. Last touch: {touch['last_touch']}.</p>"
+        f"<p>Traits: {traits}. Counters: {counters}.</p>"
+        f"<h2>Identifiers</h2><table>{ids}</table>"
+        "<h2>Touch history</h2><table><tr><th>time (UTC)</th><th>type</th><th>channel</th>"
+        f"<th>source / medium / campaign</th><th>credited</th></tr>{rows}</table></html>"
+    )

@@ -106,7 +106,8 @@ def test_svyaz_serve_prints_its_urls_and_stops_cleanly_on_ctrl_c():
 def test_the_local_service_on_both_emulators(firestore_emulator, pubsub_emulator):
     store = make_firestore_store(firestore_emulator)
     rt = runtime.build(settings(gcp_project=PROJECT), store=store, publisher=PubSubPublisher(PROJECT))
-    service = LocalService("127.0.0.1", 0, rt, quiet=True).start()
+    # A subscription of its own: other tests' local services consume the default one.
+    service = LocalService("127.0.0.1", 0, rt, quiet=True, subscription="svyaz-events-local-e2e").start()
     try:
         assert (
             call(f"{service.url}/collect", WRITE_KEY, page_view(1, client_id="web-1", session_id="s-9"))[0]

@@ -330,3 +330,14 @@ def test_erasure_is_queued_then_removes_the_customer(rt):
     assert lookup.status_code == 404
     erased = [json.loads(m.data) for m in rt.publisher.drain(rt.settings.profile_updates_topic)][-1]
     assert erased["status"] == "erased" and erased["identifiers"] == 2
+
+
+def test_the_journal_page_shows_the_history_and_escapes_what_customers_typed(rt):
+    _apply(rt, _event(traits={"first_name": "<script>alert(1)</script>"}))
+    pid = rt.store.lookup(Identifier("client_id", "5f3a9c2e7d1b4a60")).profile_id
+    page = client("profiles").get(f"/profiles/{pid}/journal", headers=READ)
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    text = page.get_data(as_text=True)
+    assert "yandex/cpc/sofas-autumn" in text and "1681971876942937034" in text
+    assert "<script>" not in text and "&lt;script&gt;" in text
+    assert client("profiles").get(f"/profiles/{pid}/journal").status_code == 401

@@ -44,9 +44,12 @@ def _event(event_id: str, at: datetime, identifiers: dict[str, Any], type_: str 
 
 
 def _measure(service: IdentityService, probe: ProbeStore, event: Event) -> tuple[Trace, float, str]:
-    trace = probe.begin()
+    probe.begin()
     started = time.perf_counter()
-    outcome = service.apply(event)
+    try:
+        outcome = service.apply(event)
+    finally:
+        trace = probe.end()
     return trace, time.perf_counter() - started, outcome.status
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from ..domain.merge import Plan, Snapshot
 from ..domain.model import Identifier
-from ..store.base import Decide, FastWrite, Store
+from ..store.base import Decide, FastWrite, Keys, Store
 
 FAST, TRANSACTION, DUPLICATE = "fast_path", "transaction", "duplicate"
 
@@ -37,30 +37,79 @@ class Attempt:
 
 @dataclass
 class Trace:
-    """What one delivery of an event did in the store."""
+    """What one delivery of an event did in the store. The documents a transaction wrote are
+    derived from its plan only when asked for (the raw baseline), not while svyaz is timed."""
 
     path: str = ""
-    identifier_keys: list[str] = field(default_factory=list)
+    identifiers: list[Identifier] = field(default_factory=list)
     pre_reads: int = 0  # documents read by the fast-path check (outside any transaction)
     tx_reads: int = 0  # documents read inside the transaction (last attempt)
     writes: int = 0  # documents written (fast-path batch or transaction)
-    tx_read_paths: list[str] = field(default_factory=list)
-    tx_writes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    touchpoint_doc: dict[str, Any] | None = None
     repointed: int = 0  # identifier records the follow-up job re-pointed (outside the transaction)
     attempts: list[Attempt] = field(default_factory=list)
-    profile_bytes: int = 0  # size of the biggest profile document written (approximate)
+    plan: Plan | None = None
+    fast_write: FastWrite | None = None
+    keys: Keys | None = None
+    event_id: str = ""
+    tx_profile_ids: list[str] = field(default_factory=list)
+    touchpoint_name: str | None = None
 
     @property
     def reads(self) -> int:
         return self.pre_reads + self.tx_reads
+
+    @property
+    def identifier_keys(self) -> list[str]:
+        keys = self.keys
+        return [] if keys is None else [keys.identifier(i) for i in self.identifiers]
+
+    @property
+    def tx_read_paths(self) -> list[str]:
+        """Paths of the documents the transaction read (last attempt)."""
+        keys = self.keys
+        if keys is None or not self.tx_reads:
+            return []
+        reads = [f"identifiers/{key}" for key in self.identifier_keys]
+        reads += [f"profiles/{pid}" for pid in self.tx_profile_ids]
+        reads.append(f"processed_events/{keys.event(self.event_id)}")
+        if self.touchpoint_name is not None and self.touchpoint_name != self.event_id:
+            reads.append(f"touchpoints/{keys.event(self.touchpoint_name)}")
+        return reads
+
+    @property
+    def touchpoint_doc(self) -> dict[str, Any] | None:
+        if self.fast_write is not None:
+            return self.fast_write.touchpoint.to_doc()
+        if self.plan is not None and self.plan.touchpoint is not None:
+            return self.plan.touchpoint.to_doc()
+        return None
+
+    @property
+    def tx_writes(self) -> list[tuple[str, dict[str, Any]]]:
+        """(path, document) of every document the transaction wrote."""
+        plan, keys = self.plan, self.keys
+        if plan is None or keys is None or plan.outcome.duplicate:
+            return []
+        writes = [(f"identifiers/{keys.identifier(r.identifier)}", r.to_doc()) for r in plan.records]
+        writes += [(f"profiles/{p.profile_id}", p.to_doc()) for p in plan.profiles]
+        if plan.touchpoint is not None:
+            writes.append((f"touchpoints/{keys.event(plan.touchpoint.name)}", plan.touchpoint.to_doc()))
+        writes.append((f"processed_events/{keys.event(self.event_id)}", {"outcome": plan.outcome.as_dict()}))
+        return writes
+
+    @property
+    def profile_bytes(self) -> int:
+        """Approximate size of the biggest profile document the transaction wrote."""
+        if self.plan is None:
+            return 0
+        return max((doc_bytes(p.to_doc()) for p in self.plan.profiles), default=0)
 
 
 class _Current(threading.local):
     trace: Trace | None = None
 
 
-def _doc_bytes(doc: dict[str, Any]) -> int:
+def doc_bytes(doc: dict[str, Any]) -> int:
     """Approximate stored size of a document: field names and values as text."""
     return len(repr(doc).encode())
 
@@ -81,18 +130,21 @@ class ProbeStore:
         self._current.trace = trace
         return trace
 
+    def end(self) -> Trace:
+        trace = self.trace
+        self._current.trace = None
+        return trace
+
     @property
     def trace(self) -> Trace:
-        trace = self._current.trace
-        if trace is None:  # a call outside begin(): measure it anyway, into a throwaway trace
-            trace = self.begin()
-        return trace
+        # Outside begin() / end(): the call is measured into a throwaway trace.
+        return self._current.trace or Trace()
 
     def read_snapshot(self, identifiers: Iterable[Identifier], event_id: str) -> Snapshot:
         identifiers = list(identifiers)
         snapshot = self.inner.read_snapshot(identifiers, event_id)
         trace = self.trace
-        trace.identifier_keys = [self.inner.keys.identifier(i) for i in identifiers]
+        trace.identifiers, trace.keys, trace.event_id = identifiers, self.inner.keys, event_id
         # identifier documents + profiles (with merged_into chains) + the idempotency record
         trace.pre_reads = len(identifiers) + len(snapshot.profiles) + 1
         if snapshot.processed is not None:
@@ -111,29 +163,17 @@ class ProbeStore:
         plan = self.inner.transact(identifiers, event_id, observed, touchpoint_name)
         trace = self.trace
         snapshot = seen[-1]
-        keys = self.inner.keys
-        event_key = keys.event(event_id)
-        reads = [f"identifiers/{keys.identifier(i)}" for i in identifiers]
-        reads += [f"profiles/{pid}" for pid in snapshot.profiles]
-        reads.append(f"processed_events/{event_key}")
-        if touchpoint_name is not None and touchpoint_name != event_id:
-            reads.append(f"touchpoints/{keys.event(touchpoint_name)}")
-        trace.tx_reads = len(reads)
-        trace.tx_read_paths = reads
+        trace.identifiers, trace.keys, trace.event_id = list(identifiers), self.inner.keys, event_id
+        trace.tx_profile_ids, trace.touchpoint_name = list(snapshot.profiles), touchpoint_name
+        trace.plan = plan
+        # identifier documents + profiles + the idempotency record (+ the touchpoint it updates)
+        updates = touchpoint_name is not None and touchpoint_name != event_id
+        trace.tx_reads = len(identifiers) + len(snapshot.profiles) + 1 + int(updates)
         if plan.outcome.duplicate:
             trace.path = DUPLICATE
             return plan
         trace.path = TRANSACTION
-        writes = [(f"identifiers/{keys.identifier(r.identifier)}", r.to_doc()) for r in plan.records]
-        profiles = [(f"profiles/{p.profile_id}", p.to_doc()) for p in plan.profiles]
-        writes += profiles
-        if plan.touchpoint is not None:
-            trace.touchpoint_doc = plan.touchpoint.to_doc()
-            writes.append((f"touchpoints/{keys.event(plan.touchpoint.name)}", trace.touchpoint_doc))
-        writes.append((f"processed_events/{event_key}", {"outcome": plan.outcome.as_dict()}))
-        trace.tx_writes = writes
         trace.writes = plan.document_writes
-        trace.profile_bytes = max((_doc_bytes(doc) for _, doc in profiles), default=0)
         return plan
 
     def write_fast(self, write: FastWrite) -> None:
@@ -141,7 +181,7 @@ class ProbeStore:
         trace = self.trace
         trace.path = FAST
         trace.writes = 3  # idempotency record + touchpoint + profile transforms, one atomic batch
-        trace.touchpoint_doc = write.touchpoint.to_doc()
+        trace.fast_write = write
 
     def repoint(self, loser_id: str, survivor_id: str, batch_size: int = 400) -> int:
         moved = self.inner.repoint(loser_id, survivor_id, batch_size)

@@ -12,7 +12,7 @@ from ..identity.normalize import Rejected, normalize
 from ..identity.policy import UnknownKind
 from ..queue import QueueUnavailable, erase_message
 from ..runtime import Runtime
-from ..views import history, profile_view, touchpoint_view
+from ..views import history, profile_view, render_html, touchpoint_view
 from .http import HttpError, allow_methods, json_response, require_key, subpath
 
 PROFILE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -33,6 +33,8 @@ def handle(request: flask.Request, runtime: Runtime) -> flask.Response:
         return json_response(profile_view(_profile(parts[0], runtime)))
     if len(parts) == 2 and parts[1] == "touchpoints":
         return _touchpoints(request, parts[0], runtime)
+    if len(parts) == 2 and parts[1] == "journal":
+        return _journal(parts[0], runtime)
     raise HttpError(
         404, "not_found", "unknown path; see GET /profiles/lookup, /profiles/<id>, /profiles/<id>/touchpoints"
     )
@@ -81,6 +83,16 @@ def _touchpoints(request: flask.Request, profile_id: str, runtime: Runtime) -> f
     if len(touches) > limit:
         body["next_before"] = page[-1]["timestamp"]
     return json_response(body)
+
+
+def _journal(profile_id: str, runtime: Runtime) -> flask.Response:
+    """The customer journal page (HTML): the profile and its last 200 touches."""
+    profile = _profile(profile_id, runtime)
+    touches = [touchpoint_view(t) for t in history(runtime.store, profile, MAX_PAGE)]
+    response = flask.Response(render_html(profile_view(profile), touches), 200, mimetype="text/html")
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
+    return response
 
 
 def _erase(profile_id: str, runtime: Runtime) -> flask.Response:

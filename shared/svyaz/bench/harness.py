@@ -1,0 +1,594 @@
+"""The benchmark and accuracy harness behind ``svyaz bench``.
+
+One run, one store, one worker count:
+
+1. **svyaz**: the population's deliveries (duplicates and out-of-order included) go through
+   ``IdentityService.apply`` from W worker threads. A failed apply (``Contention`` or any
+   transient store error) puts the event back on the queue, as Pub/Sub redelivers it; an event
+   that fails ``MAX_FAILURES`` times is dead-lettered. Every delivery is traced (path taken,
+   documents read and written, transaction attempts and the time lost in failed ones).
+2. **accuracy**: the final partition against the population's ground truth (``metrics.score``).
+3. **raw limit**: the same deliveries, same order, same W, same store, with no engine
+   (``raw.py``): the ceiling svyaz is compared to, per event class.
+4. **cost growth**: documents per event against profiles of 10 ... 10,000 identifiers.
+
+Event classes (by what svyaz did with the delivery): ``no_change`` (outcome ``unchanged``),
+``linking`` (``created``, ``attached``, ``merged``, ``conflict``) and ``duplicate`` (a
+redelivery of an applied event). With W busy workers throughput is W / mean service time, so
+the svyaz/raw ratio of a class is ``raw mean service time / svyaz mean service time``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import queue
+import sys
+import threading
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from tqdm import tqdm
+
+from ..domain.events import Event
+from ..domain.merge import InvalidEvent
+from ..identity.policy import Policy
+from ..service import IdentityService
+from ..store.base import Contention, Store
+from .growth import DEFAULT_SIZES, measure_growth
+from .metrics import score
+from .population import Key, Population, generate_population
+from .probe import FAST, TRANSACTION, ProbeStore, Trace, instrument
+from .raw import RawBackend, RawGaveUp, backend_for
+
+MAX_FAILURES = 5  # deliveries of one event that may fail before it is dead-lettered
+LOCK_TIMEOUT_S = 1.5  # a failed attempt this long waited out a lock (the emulator's is 2 s)
+BENCH_PROJECT = "svyaz-bench"
+BENCH_PEPPER = b"svyaz-bench-pepper-not-a-secret"
+GOALS = {"no_change_ratio": 0.8, "linking_ratio": 0.7}
+
+
+@dataclass
+class BenchConfig:
+    store: str = "memory"  # "memory" or "firestore"
+    customers: int = 300
+    workers: int = 8
+    seed: int = 1
+    noise: bool = True
+    growth_sizes: Sequence[int] = DEFAULT_SIZES
+    raw: bool = True
+    progress: bool = True
+    project: str = BENCH_PROJECT
+
+
+@dataclass
+class Delivery:
+    """One delivery of the population (a duplicate delivery is its own ``Delivery``)."""
+
+    index: int
+    event: Event
+    failures: int = 0
+    status: str = ""  # outcome status, or "invalid" / "dead_lettered"
+    duplicate: bool = False
+    trace: Trace | None = None  # of the successful apply
+    latency_s: float = 0.0  # the successful apply
+    service_s: float = 0.0  # every apply of this delivery, failed ones included
+    lost_s: float = 0.0  # failed applies, failed transaction attempts and their backoff
+    failed_attempts: int = 0
+    lock_timeouts: int = 0
+    lock_timeout_s: float = 0.0
+    raw_s: float | None = None
+
+    @property
+    def applied(self) -> bool:
+        return self.trace is not None
+
+    @property
+    def kind(self) -> str:
+        if self.duplicate:
+            return "duplicate"
+        return "no_change" if self.status == "unchanged" else "linking"
+
+
+@dataclass
+class RunStats:
+    elapsed_s: float = 0.0
+    redeliveries: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+
+
+# --- replay ---------------------------------------------------------------------------------
+def _account(delivery: Delivery, trace: Trace, ended: float, succeeded: bool) -> None:
+    """Time lost to contention in one apply: every failed attempt and the backoff after it."""
+    attempts = trace.attempts
+    for attempt in attempts:
+        if attempt.failed_at is None:
+            continue
+        delivery.failed_attempts += 1
+        if attempt.failed_at - attempt.start >= LOCK_TIMEOUT_S:
+            delivery.lock_timeouts += 1
+            delivery.lock_timeout_s += attempt.failed_at - attempt.start
+    if succeeded and len(attempts) > 1:
+        delivery.lost_s += attempts[-1].start - attempts[0].start
+
+
+def _run_workers(
+    deliveries: Sequence[Delivery],
+    workers: int,
+    step: Callable[[Delivery], bool],
+    progress: bool,
+    label: str,
+) -> RunStats:
+    """Run ``step`` over the deliveries from ``workers`` threads. ``step`` returns False to put
+    the delivery back on the queue (a redelivery)."""
+    pending: queue.Queue[Delivery] = queue.Queue()
+    for delivery in deliveries:
+        pending.put(delivery)
+    stats = RunStats()
+    lock = threading.Lock()
+    bar = tqdm(
+        total=len(deliveries), desc=label, unit="ev", file=sys.stderr, disable=not progress, leave=False
+    )
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            while True:
+                try:
+                    delivery = pending.get_nowait()
+                except queue.Empty:
+                    return
+                done = step(delivery)
+                with lock:
+                    if done:
+                        bar.update(1)
+                    else:
+                        stats.redeliveries += 1
+                        pending.put(delivery)
+        except BaseException as exc:  # a bug in the harness: stop the run loudly
+            failure.append(exc)
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=work, name=f"bench-{n}", daemon=True) for n in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stats.elapsed_s = time.perf_counter() - started
+    bar.close()
+    if failure:
+        raise failure[0]
+    return stats
+
+
+def replay(
+    service: IdentityService,
+    probe: ProbeStore,
+    deliveries: Sequence[Delivery],
+    workers: int,
+    *,
+    max_failures: int = MAX_FAILURES,
+    progress: bool = False,
+) -> RunStats:
+    errors: Counter[str] = Counter()
+    errors_lock = threading.Lock()
+
+    def step(delivery: Delivery) -> bool:
+        trace = probe.begin()
+        started = time.perf_counter()
+        try:
+            outcome = service.apply(delivery.event)
+        except InvalidEvent:
+            delivery.status = "invalid"
+            return True
+        except Exception as exc:  # Contention, StoreError, transient client errors: redeliver
+            ended = time.perf_counter()
+            delivery.service_s += ended - started
+            delivery.lost_s += ended - started
+            _account(delivery, trace, ended, succeeded=False)
+            delivery.failures += 1
+            with errors_lock:
+                errors["contention" if isinstance(exc, Contention) else type(exc).__name__] += 1
+            if delivery.failures >= max_failures:
+                delivery.status = "dead_lettered"
+                return True
+            return False
+        ended = time.perf_counter()
+        delivery.latency_s = ended - started
+        delivery.service_s += ended - started
+        _account(delivery, trace, ended, succeeded=True)
+        delivery.status, delivery.duplicate, delivery.trace = outcome.status, outcome.duplicate, trace
+        return True
+
+    stats = _run_workers(deliveries, workers, step, progress, "svyaz")
+    stats.errors = errors
+    return stats
+
+
+def raw_replay(
+    backend: RawBackend,
+    deliveries: Sequence[Delivery],
+    workers: int,
+    event_key: Callable[[str], str],
+    *,
+    progress: bool = False,
+) -> RunStats:
+    """The raw limit for the deliveries svyaz applied, in the same order and concurrency."""
+    applied = [d for d in deliveries if d.applied]
+
+    # Everything the raw operations need is prepared before the clock starts.
+    work: dict[int, Callable[[], None]] = {}
+    for delivery in applied:
+        trace = delivery.trace
+        assert trace is not None
+        keys = trace.identifier_keys
+        if delivery.kind == "duplicate":
+            work[delivery.index] = partial(backend.duplicate, keys)
+        elif delivery.kind == "no_change":
+            doc = trace.touchpoint_doc or {}
+            work[delivery.index] = partial(backend.no_change, keys, event_key(delivery.event.event_id), doc)
+        else:
+            work[delivery.index] = partial(backend.linking, trace.tx_read_paths, trace.tx_writes)
+
+    def step(delivery: Delivery) -> bool:
+        operation = work[delivery.index]
+        started = time.perf_counter()
+        try:
+            operation()
+            done = True
+        except RawGaveUp:
+            done = False
+        delivery.raw_s = (delivery.raw_s or 0.0) + time.perf_counter() - started
+        return done
+
+    return _run_workers(applied, workers, step, progress, "raw")
+
+
+# --- accuracy -------------------------------------------------------------------------------
+def assignment(store: Store) -> tuple[dict[Key, str], int]:
+    """Each identifier's active profile (following ``merged_into``), and how many identifier
+    records resolve to a profile that does not list them (invariant 1; must be 0)."""
+    profiles = {p.profile_id: p for p in store.iter_profiles()}
+
+    def resolve(profile_id: str | None) -> str | None:
+        for _ in range(64):
+            profile = profiles.get(profile_id or "")
+            if profile is None or profile.status == "erased":
+                return None
+            if profile.status == "active":
+                return profile.profile_id
+            profile_id = profile.merged_into
+        return None
+
+    result: dict[Key, str] = {}
+    broken = 0
+    for record in store.iter_records():
+        owner = resolve(record.profile_id)
+        if owner is None or not profiles[owner].holds(record.identifier):
+            broken += 1
+        if owner is not None:
+            result[(record.identifier.kind, record.identifier.value)] = owner
+    return result, broken
+
+
+# --- statistics -----------------------------------------------------------------------------
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100); 0.0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), int(-(-q * len(ordered) // 100))))
+    return ordered[rank - 1]
+
+
+def latency_ms(values: Sequence[float]) -> dict[str, float]:
+    return {
+        "mean": round(1000 * sum(values) / len(values), 3) if values else 0.0,
+        "p50": round(1000 * percentile(values, 50), 3),
+        "p95": round(1000 * percentile(values, 95), 3),
+        "p99": round(1000 * percentile(values, 99), 3),
+    }
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def class_stats(group: Sequence[Delivery], with_raw: bool) -> dict[str, Any]:
+    service = [d.service_s for d in group]
+    stats: dict[str, Any] = {
+        "deliveries": len(group),
+        "latency_ms": latency_ms([d.latency_s for d in group]),
+        "service_ms_mean": round(1000 * _mean(service), 3),
+        "reads_mean": round(_mean([d.trace.reads for d in group if d.trace]), 2),
+        "writes_mean": round(_mean([d.trace.writes for d in group if d.trace]), 2),
+        "paths": dict(Counter(d.trace.path for d in group if d.trace)),
+    }
+    raw = [d.raw_s for d in group if d.raw_s is not None]
+    if with_raw and raw and len(raw) == len(group):
+        stats["raw_service_ms_mean"] = round(1000 * _mean(raw), 3)
+        stats["ratio"] = round(_mean(raw) / _mean(service), 3) if _mean(service) else None
+    return stats
+
+
+def summarize(
+    deliveries: Sequence[Delivery],
+    run: RunStats,
+    raw_run: RunStats | None,
+    store: Store,
+    workers: int,
+) -> dict[str, Any]:
+    applied = [d for d in deliveries if d.applied]
+    with_raw = raw_run is not None
+    by_kind: dict[str, list[Delivery]] = {"no_change": [], "linking": [], "duplicate": []}
+    for delivery in applied:
+        by_kind[delivery.kind].append(delivery)
+    classes = {kind: class_stats(group, with_raw) for kind, group in by_kind.items()}
+    # No-change deliveries split by the path svyaz took (the raw work is the same for both).
+    for path in (FAST, TRANSACTION):
+        group = [d for d in by_kind["no_change"] if d.trace and d.trace.path == path]
+        classes["no_change"][f"via_{path}"] = class_stats(group, with_raw)
+    attempts = getattr(store, "attempts", {"retries": 0, "contention": 0})
+    worker_s = sum(d.service_s for d in deliveries)
+    lost = sum(d.lost_s for d in deliveries)
+    lock_s = sum(d.lock_timeout_s for d in deliveries)
+    svyaz: dict[str, Any] = {
+        "elapsed_s": round(run.elapsed_s, 3),
+        "deliveries": len(deliveries),
+        "applied": len(applied),
+        "events_per_s": round(len(applied) / run.elapsed_s, 1) if run.elapsed_s else 0.0,
+        "latency_ms": latency_ms([d.latency_s for d in applied]),
+        "paths": dict(Counter(d.trace.path for d in applied if d.trace)),
+        "outcomes": dict(Counter(d.status for d in applied if not d.duplicate)),
+        "transaction_retries": attempts["retries"],
+        "transaction_give_ups": attempts["contention"],
+        "redeliveries": run.redeliveries,
+        "errors": dict(run.errors),
+        "dead_lettered": sum(1 for d in deliveries if d.status == "dead_lettered"),
+        "invalid": sum(1 for d in deliveries if d.status == "invalid"),
+        "contention": {
+            "failed_attempts": sum(d.failed_attempts for d in deliveries),
+            "lock_timeouts": sum(d.lock_timeouts for d in deliveries),
+            "lock_timeout_worker_s": round(lock_s, 3),
+            "lost_worker_s": round(lost, 3),
+            "worker_s": round(worker_s, 3),
+            "lost_share": round(lost / worker_s, 4) if worker_s else 0.0,
+            "lock_timeout_share": round(lock_s / worker_s, 4) if worker_s else 0.0,
+        },
+        "by_class": classes,
+    }
+    report: dict[str, Any] = {"svyaz": svyaz}
+    if raw_run is not None:
+        report["raw"] = {
+            "elapsed_s": round(raw_run.elapsed_s, 3),
+            "events_per_s": round(len(applied) / raw_run.elapsed_s, 1) if raw_run.elapsed_s else 0.0,
+            "redeliveries": raw_run.redeliveries,
+        }
+        report["ratios"] = {
+            "overall": round(raw_run.elapsed_s / run.elapsed_s, 3) if run.elapsed_s else None,
+            "no_change": classes["no_change"].get("ratio"),
+            "no_change_via_fast_path": classes["no_change"][f"via_{FAST}"].get("ratio"),
+            "no_change_via_transaction": classes["no_change"][f"via_{TRANSACTION}"].get("ratio"),
+            "linking": classes["linking"].get("ratio"),
+            "duplicate": classes["duplicate"].get("ratio"),
+        }
+    return report
+
+
+def goals(report: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    accuracy = report["accuracy"]
+    checks: dict[str, tuple[Any, Any, bool]] = {
+        "precision": (1.0, accuracy["precision"], accuracy["precision"] == 1.0),
+        "over_merges": (0, accuracy["over_merges"], accuracy["over_merges"] == 0),
+        "recall": (1.0, accuracy["recall"], accuracy["recall"] == 1.0),
+        "refused_links_violated": (
+            0,
+            accuracy["refused_links_violated"],
+            accuracy["refused_links_violated"] == 0,
+        ),
+        "dead_lettered": (0, report["svyaz"]["dead_lettered"], report["svyaz"]["dead_lettered"] == 0),
+        "graph_inconsistencies": (0, accuracy["inconsistent_records"], accuracy["inconsistent_records"] == 0),
+    }
+    ratios = report.get("ratios") or {}
+    for name, target in (("no_change", GOALS["no_change_ratio"]), ("linking", GOALS["linking_ratio"])):
+        value = ratios.get(name)
+        if value is not None:
+            checks[f"{name}_ratio"] = (target, value, value >= target)
+    growth = report.get("growth") or []
+    if growth:
+        for event in ("no_change", "merge_in", "merge_away"):
+            counts = {(row[event]["reads"], row[event]["writes"]) for row in growth}
+            checks[f"growth_flat_{event}"] = ("flat", sorted(counts), len(counts) == 1)
+    return {name: {"target": t, "value": v, "met": met} for name, (t, v, met) in checks.items()}
+
+
+def machine() -> dict[str, Any]:
+    info: dict[str, Any] = {"nproc": os.cpu_count(), "python": platform.python_version()}
+    with contextlib.suppress(OSError):
+        for line in open("/proc/cpuinfo", encoding="utf-8"):  # noqa: SIM115
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    with contextlib.suppress(OSError, ValueError):
+        for line in open("/proc/meminfo", encoding="utf-8"):  # noqa: SIM115
+            if line.startswith("MemTotal"):
+                info["ram_gib"] = round(int(line.split()[1]) / 1024 / 1024, 1)
+                break
+    return info
+
+
+# --- stores ---------------------------------------------------------------------------------
+def reset_emulator(host: str, project: str) -> None:
+    """Delete every document of ``project`` on the Firestore emulator at ``host``."""
+    url = f"http://{host}/emulator/v1/projects/{project}/databases/(default)/documents"
+    request = urllib.request.Request(url, method="DELETE")  # noqa: S310
+    with urllib.request.urlopen(request, timeout=30):  # noqa: S310
+        pass
+
+
+@contextlib.contextmanager
+def open_store(kind: str, *, project: str = BENCH_PROJECT, start_emulator: bool = False) -> Iterator[Store]:
+    """The store to benchmark. Firestore: the emulator at ``FIRESTORE_EMULATOR_HOST`` (its
+    ``project`` is emptied first), else one started here with ``start_emulator``, else the real
+    Firestore of ``project``."""
+    if kind == "memory":
+        from ..store.memory import MemoryStore
+
+        yield MemoryStore(BENCH_PEPPER)
+        return
+    if kind != "firestore":
+        raise ValueError(f"unknown store {kind!r} (memory or firestore)")
+    from google.cloud import firestore
+
+    from ..emulators import Emulator
+    from ..store.firestore import FirestoreStore
+
+    emulator = None
+    previous = os.environ.get("FIRESTORE_EMULATOR_HOST")
+    if not previous and start_emulator:
+        emulator = Emulator("firestore").start()
+        os.environ["FIRESTORE_EMULATOR_HOST"] = emulator.host
+    try:
+        host = os.environ.get("FIRESTORE_EMULATOR_HOST")
+        if host:
+            reset_emulator(host, project)
+        yield FirestoreStore(BENCH_PEPPER, client=firestore.Client(project=project))
+    finally:
+        if emulator is not None:
+            emulator.stop()
+            os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
+
+
+# --- the whole run --------------------------------------------------------------------------
+def run_bench(
+    config: BenchConfig,
+    store: Store,
+    population: Population | None = None,
+    log: Callable[[str], None] = lambda _message: None,
+) -> dict[str, Any]:
+    if config.workers < 1:
+        raise ValueError("workers must be >= 1")
+    if population is None:
+        log(f"generating {config.customers} customers (seed {config.seed})")
+        population = generate_population(config.customers, config.seed, noise=config.noise)
+    probe = instrument(store)
+    service = IdentityService(probe, Policy.default())  # type: ignore[arg-type]
+    deliveries = [Delivery(n, event) for n, event in enumerate(population.events)]
+
+    log(f"replaying {len(deliveries)} deliveries through svyaz with {config.workers} workers")
+    run = replay(service, probe, deliveries, config.workers, progress=config.progress)
+    log("scoring accuracy")
+    placed, broken = assignment(store)
+    accuracy = score(placed, population).as_dict() | {"inconsistent_records": broken}
+
+    raw_run = None
+    if config.raw:
+        log("replaying the same deliveries as raw store operations")
+        raw_run = raw_replay(
+            backend_for(store), deliveries, config.workers, store.keys.event, progress=config.progress
+        )
+    report = summarize(deliveries, run, raw_run, store, config.workers)
+    report["service_stats"] = dict(service.stats)
+    report["accuracy"] = accuracy
+    if config.growth_sizes:
+        log(f"measuring cost growth for profiles of {', '.join(map(str, config.growth_sizes))} identifiers")
+        report["growth"] = measure_growth(probe, config.growth_sizes, tag=str(config.seed))
+    report["config"] = {
+        "store": config.store,
+        "customers": config.customers,
+        "workers": config.workers,
+        "seed": config.seed,
+        "noise": config.noise,
+        "deliveries": len(population.events),
+        "unique_events": population.unique_events,
+        "duplicate_deliveries": population.duplicates,
+        "garbage_values": population.garbage_values,
+    }
+    report["machine"] = machine()
+    report["goals"] = goals(report)
+    return report
+
+
+# --- text -----------------------------------------------------------------------------------
+def _ms(stats: Mapping[str, float]) -> str:
+    return f"p50 {stats['p50']:.2f} / p95 {stats['p95']:.2f} / p99 {stats['p99']:.2f} ms"
+
+
+def format_report(report: Mapping[str, Any]) -> str:
+    cfg, s, acc = report["config"], report["svyaz"], report["accuracy"]
+    m = report["machine"]
+    lines = [
+        f"svyaz bench  store={cfg['store']} customers={cfg['customers']} workers={cfg['workers']} "
+        f"seed={cfg['seed']}  ({cfg['deliveries']} deliveries: {cfg['unique_events']} events "
+        f"+ {cfg['duplicate_deliveries']} duplicates)",
+        f"machine      {m.get('nproc')} CPUs, {m.get('ram_gib')} GiB RAM, {m.get('cpu', '?')}, "
+        f"Python {m['python']}",
+        "",
+        f"throughput   {s['events_per_s']:.1f} deliveries/s ({s['applied']} in {s['elapsed_s']:.2f} s)",
+        f"latency      {_ms(s['latency_ms'])}",
+        f"paths        {', '.join(f'{k}={v}' for k, v in sorted(s['paths'].items()))}",
+        f"outcomes     {', '.join(f'{k}={v}' for k, v in sorted(s['outcomes'].items()))}",
+        f"transactions retries={s['transaction_retries']} give-ups={s['transaction_give_ups']} "
+        f"redeliveries={s['redeliveries']} dead-lettered={s['dead_lettered']} invalid={s['invalid']}",
+    ]
+    c = s["contention"]
+    if c["failed_attempts"]:
+        lines.append(
+            f"contention   {c['failed_attempts']} failed attempts, {c['lock_timeouts']} lock timeouts "
+            f"({c['lock_timeout_worker_s']:.1f} worker-s, "
+            f"{100 * c['lock_timeout_share']:.1f}% of worker time); "
+            f"all contention {100 * c['lost_share']:.1f}%"
+        )
+    lines.append("")
+    lines.append(
+        f"{'class':<28}{'n':>7}{'svyaz ms':>10}{'raw ms':>9}{'ratio':>7}{'reads':>7}{'writes':>7}  latency"
+    )
+    rows = [("no_change", s["by_class"]["no_change"])]
+    rows += [(f"  via {p}", s["by_class"]["no_change"][f"via_{p}"]) for p in (FAST, TRANSACTION)]
+    rows += [("linking", s["by_class"]["linking"]), ("duplicate", s["by_class"]["duplicate"])]
+    for name, row in rows:
+        raw, ratio = row.get("raw_service_ms_mean"), row.get("ratio")
+        raw_text = "-" if raw is None else f"{raw:.2f}"
+        ratio_text = "-" if ratio is None else f"{ratio:.2f}"
+        lines.append(
+            f"{name:<28}{row['deliveries']:>7}{row['service_ms_mean']:>10.2f}{raw_text:>9}{ratio_text:>7}"
+            f"{row['reads_mean']:>7.1f}{row['writes_mean']:>7.1f}  {_ms(row['latency_ms'])}"
+        )
+    if "raw" in report:
+        r = report["raw"]
+        lines.append(
+            f"raw limit    {r['events_per_s']:.1f} deliveries/s ({r['elapsed_s']:.2f} s); "
+            f"svyaz/raw overall {report['ratios']['overall']}"
+        )
+    lines += [
+        "",
+        f"accuracy     precision {acc['precision']:.4f}  recall {acc['recall']:.4f}  F1 {acc['f1']:.4f}  "
+        f"over-merges {acc['over_merges']}  under-merges {acc['under_merges']}  "
+        f"refused links violated {acc['refused_links_violated']}  "
+        f"({acc['profiles']} profiles for {acc['customers']} customers)",
+    ]
+    if report.get("growth"):
+        lines += [
+            "",
+            "cost growth  (documents read / written per event; re-pointed: after, outside the transaction)",
+            f"{'identifiers':>12}{'doc KiB':>9}  {'no-change':<14}{'merge in':<14}{'merge away':<14}"
+            f"{'re-pointed':>10}",
+        ]
+        for row in report["growth"]:
+            events = ("no_change", "merge_in", "merge_away")
+            cells = [f"{row[k]['reads']}r/{row[k]['writes']}w" for k in events]
+            lines.append(
+                f"{row['identifiers']:>12}{row['profile_doc_bytes'] / 1024:>9.1f}  "
+                f"{cells[0]:<14}{cells[1]:<14}{cells[2]:<14}{row['merge_away']['repointed_after']:>10}"
+            )
+    lines += ["", "goals"]
+    for name, goal in report["goals"].items():
+        mark = "ok  " if goal["met"] else "MISS"
+        lines.append(f"  {mark} {name:<26} target {goal['target']}  value {goal['value']}")
+    return "\n".join(lines)

@@ -1,0 +1,103 @@
+"""``svyaz bench``: throughput, latency and accuracy on a synthetic population, against the raw
+limit of the same store measured in the same run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+
+def _sizes(text: str) -> list[int]:
+    if text.strip().lower() in ("", "none", "0"):
+        return []
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected sizes like 10,100,1000: {text!r}") from exc
+    if any(size < 4 for size in sizes):
+        raise argparse.ArgumentTypeError("profile sizes start at 4 identifiers")
+    return sizes
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..bench.harness import BENCH_PROJECT, BenchConfig, format_report, open_store, run_bench
+
+    if args.store == "firestore" and not (args.emulator or os.environ.get("FIRESTORE_EMULATOR_HOST")):
+        if not args.project:
+            print(
+                "svyaz bench: --store firestore needs --emulator, FIRESTORE_EMULATOR_HOST, or --project "
+                "(a real Firestore project the benchmark may fill with synthetic data)",
+                file=sys.stderr,
+            )
+            return 2
+    config = BenchConfig(
+        store=args.store,
+        customers=args.customers,
+        workers=args.workers,
+        seed=args.seed,
+        noise=not args.no_noise,
+        growth_sizes=args.growth,
+        raw=not args.no_raw,
+        progress=not args.no_progress and sys.stderr.isatty(),
+        project=args.project or BENCH_PROJECT,
+    )
+
+    def log(message: str) -> None:
+        if not args.quiet:
+            print(f"svyaz bench: {message}", file=sys.stderr, flush=True)
+
+    if args.emulator and args.store == "firestore" and not os.environ.get("FIRESTORE_EMULATOR_HOST"):
+        log("starting the Firestore emulator")
+    with open_store(args.store, project=config.project, start_emulator=args.emulator) as store:
+        report = run_bench(config, store, log=log)
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        print(format_report(report))
+    return 1 if report["svyaz"]["dead_lettered"] else 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "bench",
+        help="benchmark throughput and accuracy on a synthetic population",
+        description="Replay a synthetic population through the service with concurrent workers; "
+        "report throughput, latency, contention, accuracy against ground truth, the raw limit of "
+        "the same store and the cost growth with profile size.",
+    )
+    parser.add_argument("--store", choices=("memory", "firestore"), default="memory")
+    parser.add_argument("--customers", type=_positive, default=300, help="(default: %(default)s)")
+    parser.add_argument(
+        "--workers", type=_positive, default=8, help="concurrent workers (default: %(default)s)"
+    )
+    parser.add_argument("--seed", type=int, default=1, help="population seed (default: %(default)s)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument(
+        "--emulator",
+        action="store_true",
+        help="start a Firestore emulator when FIRESTORE_EMULATOR_HOST is not set",
+    )
+    parser.add_argument(
+        "--project", default=None, help="Firestore project (default on an emulator: svyaz-bench)"
+    )
+    parser.add_argument(
+        "--growth",
+        type=_sizes,
+        default=[10, 100, 1000, 10000],
+        metavar="SIZES",
+        help="profile sizes for the cost-growth check, or 'none' (default: 10,100,1000,10000)",
+    )
+    parser.add_argument("--no-raw", action="store_true", help="skip the raw-limit baseline")
+    parser.add_argument("--no-noise", action="store_true", help="no duplicates, garbage or shared devices")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--quiet", action="store_true", help="no step messages on stderr")
+    parser.set_defaults(run=run)
