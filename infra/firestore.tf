@@ -33,10 +33,22 @@ resource "google_firestore_field" "processed_events_ttl" {
 # applies to all its subfields. identifiers.profile_id keeps its automatic index (it is queried).
 locals {
   firestore_unindexed_fields = {
-    "profiles.traits"        = { collection = "profiles", field = "traits" }
-    "profiles.identifiers"   = { collection = "profiles", field = "identifiers" }
-    "touchpoints.properties" = { collection = "touchpoints", field = "properties" }
-    "identifiers.last_seen"  = { collection = "identifiers", field = "last_seen" }
+    "profiles.traits"         = { collection = "profiles", field = "traits" }
+    "profiles.identifiers"    = { collection = "profiles", field = "identifiers" }
+    "profiles.recent_touches" = { collection = "profiles", field = "recent_touches" }
+    "profiles.merged_from"    = { collection = "profiles", field = "merged_from" }
+    "profiles.counters"       = { collection = "profiles", field = "counters" }
+    # Rewritten by every page view (fast-path transforms): an index on them would be a hotspot.
+    "profiles.last_seen_ms"      = { collection = "profiles", field = "last_seen_ms" }
+    "profiles.first_seen_ms"     = { collection = "profiles", field = "first_seen_ms" }
+    "touchpoints.properties"     = { collection = "touchpoints", field = "properties" }
+    "touchpoints.identifiers"    = { collection = "touchpoints", field = "identifiers" }
+    "touchpoints.context"        = { collection = "touchpoints", field = "context" }
+    "touchpoints.credit"         = { collection = "touchpoints", field = "credit" }
+    "identifiers.last_seen"      = { collection = "identifiers", field = "last_seen" }
+    "identifiers.first_seen"     = { collection = "identifiers", field = "first_seen" }
+    "identifiers.value"          = { collection = "identifiers", field = "value" }
+    "identifiers.linked_through" = { collection = "identifiers", field = "linked_through" }
   }
 }
 
@@ -67,5 +79,23 @@ resource "google_firestore_index" "touchpoints_by_profile" {
   fields {
     field_path = "timestamp"
     order      = "DESCENDING"
+  }
+}
+
+# Attribution report: every order of a period (where type == "order" and timestamp in [from, to)).
+resource "google_firestore_index" "touchpoints_by_type_and_time" {
+  project     = var.project_id
+  database    = google_firestore_database.main.name
+  collection  = "touchpoints"
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "type"
+    order      = "ASCENDING"
+  }
+
+  fields {
+    field_path = "timestamp"
+    order      = "ASCENDING"
   }
 }
