@@ -35,11 +35,19 @@ from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .channels import ChannelError, build_event, drop_empty
 from .channels.crm import IDENTIFIER_FIELDS, Order
-from .domain.events import Event
+from .domain.events import Context, Event
 from .domain.merge import InvalidEvent, observe
 from .queue import QueueUnavailable, event_message
 from .runtime import Runtime
@@ -50,6 +58,7 @@ CHUNK = 1 << 20
 DEFAULT_BATCH = 500
 MAX_ROW_CHARS = 64 * 1024
 TRAIT_COLUMNS = ("name", "first_name", "last_name", "city", "gender", "birthday")
+ATTRIBUTION_COLUMNS = ("source", "medium", "campaign", "content", "term")  # or utm_source, ...
 REJECT_COLUMNS = ("line", "field", "reason")
 _RU_DATE = re.compile(r"^(\d{2})\.(\d{2})\.(\d{4})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?$")
 
@@ -395,6 +404,20 @@ class Customer(BaseModel):
     city: str | None = Field(default=None, max_length=200)
     gender: str | None = Field(default=None, max_length=20)
     birthday: str | None = Field(default=None, max_length=20)
+    # Where the customer came from, when the CRM kept it (the lead's UTM tags): the first touch.
+    source: str | None = Field(
+        default=None, max_length=200, validation_alias=AliasChoices("utm_source", "source")
+    )
+    medium: str | None = Field(
+        default=None, max_length=200, validation_alias=AliasChoices("utm_medium", "medium")
+    )
+    campaign: str | None = Field(
+        default=None, max_length=500, validation_alias=AliasChoices("utm_campaign", "campaign")
+    )
+    content: str | None = Field(
+        default=None, max_length=500, validation_alias=AliasChoices("utm_content", "content")
+    )
+    term: str | None = Field(default=None, max_length=500, validation_alias=AliasChoices("utm_term", "term"))
 
     @field_validator("*", mode="before")
     @classmethod
@@ -479,6 +502,7 @@ class RowMapper:
             channel="import",
             identifiers={**identifiers, **extra},
             traits=drop_empty({name: getattr(customer, name) for name in TRAIT_COLUMNS}),
+            context=Context(**{name: getattr(customer, name) for name in ATTRIBUTION_COLUMNS}),
         )
 
 

@@ -94,6 +94,9 @@ class Worker:
 
     def __post_init__(self) -> None:
         self.process_event = _process_event_function()
+        self._lock = threading.Lock()
+        self.in_flight = 0
+        self.last_delivery = 0.0
         self.thread: threading.Thread | None = None
         self.streaming: Any = None
 
@@ -151,21 +154,31 @@ class Worker:
 
         def callback(received: Any) -> None:
             message = Message(received.data, dict(received.attributes), received.message_id)
+            with self._lock:
+                self.in_flight += 1
             try:
                 self.deliver(message)
                 received.ack()
             except Exception as exc:
                 log.warning("delivery failed, nacked for redelivery: %s", type(exc).__name__)
                 received.nack()
+            finally:
+                with self._lock:
+                    self.in_flight -= 1
+                    self.last_delivery = time.monotonic()
 
         flow = pubsub_v1.types.FlowControl(max_messages=4)
         self.streaming = subscriber.subscribe(path, callback=callback, flow_control=flow)
 
     def pending(self) -> int:
+        """Events accepted but not yet applied. With Pub/Sub the backlog is the broker's: count
+        deliveries in progress, and treat a delivery in the last half second as more to come."""
         publisher = self.rt.publisher
         if isinstance(publisher, LocalQueue):
             return publisher.topic(self.rt.settings.events_topic).unfinished_tasks
-        return 0
+        with self._lock:
+            recent = time.monotonic() - self.last_delivery < 0.5
+            return self.in_flight + (1 if recent else 0)
 
     def wait_idle(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout

@@ -66,7 +66,13 @@ def profile(rt, kind: str, value: str):
 def test_orders_with_bad_rows_from_s3(s3, s3_endpoint, rt):
     uri = upload(s3, "exports/2026-03/orders.csv", ORDERS.read_bytes())
     stats = run_import(S3Source(uri, s3_endpoint), rt, tz=MSK, progress=False)
-    assert (stats.kind, stats.rows, stats.applied, stats.duplicates, stats.rejected) == ("orders", 10, 4, 0, 6)
+    assert (stats.kind, stats.rows, stats.applied, stats.duplicates, stats.rejected) == (
+        "orders",
+        10,
+        4,
+        0,
+        6,
+    )
     assert stats.ignored_values == {"email": 1}
     assert stats.rejects_location == uri + ".rejects.csv"
     text = download(s3, "exports/2026-03/orders.csv.rejects.csv")

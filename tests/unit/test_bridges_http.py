@@ -232,8 +232,15 @@ def test_bad_codes_get_a_short_page_no_redirect_nothing_queued(bridge, make_toke
 def test_qr_post_is_405_and_queues_nothing(bridge):
     response = bridge.client("qr_landing").post(f"/qr/{token_for()}")
 
-    assert response.status_code == 405
+    assert response.status_code == 405 and response.headers["Allow"] == "GET, HEAD"
     assert "Location" not in response.headers
+    assert bridge.queued() == []
+
+
+def test_qr_head_probe_of_a_link_previewer_records_no_visit(bridge):
+    response = bridge.client("qr_landing").head(f"/qr/{token_for()}")
+    assert response.status_code == 302 and response.headers["Location"] == TARGET
+    assert "svyaz_id" not in set_cookies(response)
     assert bridge.queued() == []
 
 

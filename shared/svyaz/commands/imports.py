@@ -21,6 +21,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         columns = parse_columns(args.column)
         rt = build()
+        rt.service  # noqa: B018 - builds the store now: a missing secret stops here, named
     except (ConfigError, ValueError) as exc:
         print(f"svyaz import: {exc}", file=sys.stderr)
         return 2
@@ -31,42 +32,49 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.source_id and len(args.sources) > 1:
+        print("svyaz import: --source-id names one source", file=sys.stderr)
+        return 2
+    done = []
     try:
-        source = open_source(args.source, rt.settings.s3_endpoint_url)
-        stats = run_import(
-            source,
-            rt,
-            via=via,
-            batch_size=args.batch_size,
-            encoding=args.encoding,
-            tz=args.tz,
-            columns=columns,
-            source_id=args.source_id,
-            workers=args.workers,
-            dry_run=args.dry_run,
-            progress=False if args.no_progress else None,
-        )
+        for uri in args.sources:
+            source = open_source(uri, rt.settings.s3_endpoint_url)
+            stats = run_import(
+                source,
+                rt,
+                via=via,
+                batch_size=args.batch_size,
+                encoding=args.encoding,
+                tz=args.tz,
+                columns=columns,
+                source_id=args.source_id,
+                workers=args.workers,
+                dry_run=args.dry_run,
+                progress=False if args.no_progress else None,
+            )
+            print(stats.summary(), flush=True)
+            done.append(stats)
     except ImportFailed as exc:
         print(f"svyaz import: {exc}", file=sys.stderr)
         return 1
     finally:
         rt.publisher.close()
-    print(stats.summary())
     if args.report:
         print()
-        print(_run_report(stats, rt, args))
+        print(_run_report(done, rt, args))
     return 0
 
 
-def _run_report(stats, rt, args: argparse.Namespace) -> str:
+def _run_report(done: list, rt, args: argparse.Namespace) -> str:
+    """The attribution report over the days of the orders these imports carried."""
     from .report import attribution_text
 
-    if stats.first_order_at is None:
+    times = [at for stats in done for at in (stats.first_order_at, stats.last_order_at) if at is not None]
+    if not times:
         return "no orders in this import: nothing to attribute"
-    if stats.via == "queue" or stats.dry_run:
+    if args.dry_run or any(stats.via == "queue" for stats in done):
         return "the events are not applied yet: run `svyaz report attribution --store firestore` later"
-    first = stats.first_order_at.astimezone(args.tz).date()
-    last = stats.last_order_at.astimezone(args.tz).date()
+    first, last = (at.astimezone(args.tz).date() for at in (min(times), max(times)))
     return attribution_text(rt.store, first, last, args.tz, args.by, False)
 
 
@@ -80,7 +88,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         "column is orders, any other a customer base. Bad rows go to <source>.rejects.csv; re-running "
         "a file changes nothing.",
     )
-    parser.add_argument("source", help="a local .csv/.jsonl (optionally .gz) or s3://bucket/key.csv")
+    parser.add_argument(
+        "sources",
+        nargs="+",
+        metavar="SOURCE",
+        help="local .csv/.jsonl (optionally .gz) or s3://bucket/key.csv; several are imported in order",
+    )
     parser.add_argument(
         "--via",
         choices=["direct", "queue"],

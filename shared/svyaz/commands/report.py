@@ -60,6 +60,7 @@ def run_attribution(args: argparse.Namespace) -> int:
         os.environ["SVYAZ_STORE"] = args.store
     try:
         rt = build()
+        rt.store  # noqa: B018 - built now: a missing secret stops here, named
     except (ConfigError, ValueError) as exc:
         print(f"svyaz report: cannot start: {exc}", file=sys.stderr)
         return 2

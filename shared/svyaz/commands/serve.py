@@ -69,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     print("Ctrl-C stops; queued events are applied first.", flush=True)
 
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    for signum in (signal.SIGTERM, signal.SIGINT):  # SIGINT too: a background job ignores Ctrl-C otherwise
+        signal.signal(signum, lambda *_: stop.set())
     try:
         stop.wait()
     except KeyboardInterrupt:

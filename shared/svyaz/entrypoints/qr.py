@@ -8,6 +8,7 @@ comes only from the signed code (and the allow-list): never an open redirect.
 from __future__ import annotations
 
 import html
+import logging
 import time
 import uuid
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from ..channels import ChannelError, qr
 from ..runtime import Runtime
 from .http import HttpError, allow_methods, enqueue, subpath
 
+log = logging.getLogger("svyaz.qr")
 COOKIE_MAX_AGE = 2 * 365 * 24 * 3600
 VISITOR_ID_LENGTH = 32
 
@@ -49,7 +51,9 @@ def handle(request: flask.Request, runtime: Runtime) -> flask.Response:
     try:
         allow_methods(request, "GET", "HEAD")
     except HttpError:
-        return _page(405, "Method not allowed", "Open this link in a browser.")
+        response = _page(405, "Метод не поддерживается", "Откройте эту ссылку в браузере.")
+        response.headers["Allow"] = "GET, HEAD"
+        return response
     token = subpath(request, "/qr").strip("/")
     key = settings.qr_signing_key.get_secret_value().encode()
     try:
@@ -59,16 +63,22 @@ def handle(request: flask.Request, runtime: Runtime) -> flask.Response:
         return _page(
             410 if expired else 404,
             "Код устарел" if expired else "Код не найден",
-            "This code has expired."
+            "Срок действия кода истёк."
             if expired
-            else "This code is not valid. Please scan the code in the store again.",
+            else "Код недействителен. Отсканируйте код в магазине ещё раз.",
         )
+    if request.method == "HEAD":
+        # Link previewers and scanners probe with HEAD: no visit, no cookie, no profile.
+        return flask.redirect(code.target, 302)
     visitor, new_visitor = _visitor_id(request, settings.cookie_name)
     try:
         event = qr.landing_event(code, request.cookies, visitor, datetime.now(UTC), uuid.uuid4().hex)
         enqueue(runtime, [event], wait=False)
-    except (ChannelError, HttpError):
-        pass  # the shopper still gets where the code leads; the scan is logged as lost
+    except (ChannelError, HttpError) as exc:
+        # The shopper still gets where the code leads; the lost scan is logged (no personal data).
+        log.warning(
+            "qr scan not recorded: %s", type(exc).__name__, extra={"svyaz": {"store_id": code.store_id}}
+        )
     response = flask.redirect(code.target, 302)
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"  # the token stays out of the target's logs
