@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     telegram_secret_token: SecretStr = SecretStr("")
     telegram_bot_username: str = "svyaz_bot"
     calltracking_token: SecretStr = SecretStr("")
+    # Vendor field name -> canonical field, over the Calltouch defaults (JSON in the variable):
+    # SVYAZ_CALLTRACKING_FIELD_MAP='{"caller": "caller_phone", "visit": "session_id"}'
+    calltracking_field_map: dict[str, str] = Field(default_factory=dict)
     qr_signing_key: SecretStr = SecretStr("")
     qr_allowed_hosts: CommaList = Field(default_factory=list)
     cookie_name: str = "svyaz_id"

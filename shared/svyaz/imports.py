@@ -26,6 +26,7 @@ import re
 import sys
 import tempfile
 import time
+import zlib
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -285,11 +286,13 @@ class _Lines:
     def __init__(self, raw: Iterator[bytes], encoding: str) -> None:
         self.raw, self.encoding = raw, encoding
         self.number = 0
+        self.consumed = 0  # bytes of the lines handed out so far
         self.undecodable: set[int] = set()
 
     def __iter__(self) -> Iterator[str]:
         for data in self.raw:
             self.number += 1
+            self.consumed += len(data)
             try:
                 text = data.decode(self.encoding)
             except UnicodeDecodeError:
@@ -554,7 +557,7 @@ def run_import(
     started = time.monotonic()
     stats = ImportStats(source.uri, via, dry_run=dry_run)
     fmt = file_format(source.uri)
-    policy = rt.service.policy
+    policy = rt.policy  # queue mode needs neither the store nor the pepper
     reserved = {"order_id", "time", *IDENTIFIER_FIELDS}
     mapper = RowMapper(
         source_id or source.uri,
@@ -563,12 +566,14 @@ def run_import(
         extra_kinds=tuple(k for k in policy.kinds if k not in reserved),
         columns={_header_name(k): _header_name(v) for k, v in (columns or {}).items()},
     )
+    raw = _Counting(source.open())
     try:
         rejects = _RejectsFile(source.path.parent if isinstance(source, LocalSource) else None)
     except OSError as exc:
+        raw.close()
         raise ImportFailed(f"cannot write the rejects file: {exc.strerror or type(exc).__name__}") from None
-    raw = _Counting(source.open())
-    stream: Any = gzip.GzipFile(fileobj=raw) if source.uri.lower().endswith(".gz") else raw
+    packed = source.uri.lower().endswith(".gz")
+    stream: Any = gzip.GzipFile(fileobj=raw) if packed else raw
     lines = _Lines(_physical_lines(stream.read), encoding)
     rows = _csv_rows(lines) if fmt == "csv" else _jsonl_rows(lines)
     bar = tqdm(
@@ -603,8 +608,9 @@ def run_import(
                         stats.applied += 1
                 _drain_local_updates(rt)
         batch.clear()
-        bar.update(raw.count - reported)
-        reported = raw.count
+        position = raw.count if packed else lines.consumed  # compressed: chunks read
+        bar.update(position - reported)
+        reported = position
 
     try:
         for row in rows:
@@ -644,6 +650,11 @@ def run_import(
             if len(batch) >= batch_size:
                 flush()
         flush()
+    except (OSError, EOFError, zlib.error) as exc:  # a broken stream or a corrupt .gz
+        rejects.close()
+        rejects.path.unlink(missing_ok=True)
+        where = f"{source.uri} after line {lines.number}"
+        raise ImportFailed(f"cannot read {where}: {type(exc).__name__}") from None
     except BaseException:
         rejects.close()
         rejects.path.unlink(missing_ok=True)  # a failed run leaves no half rejects file behind

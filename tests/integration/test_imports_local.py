@@ -212,3 +212,11 @@ def test_the_command_imports_several_files_and_reports_the_run(tmp_path, capsys,
     assert report[3].split() == ["yandex", "/", "cpc", "/", "sofas", "RUB", "1", "45990.00", "0", "0.00"]
     assert main(["import", str(orders), "--dry-run", "--no-progress", "--report"]) == 0
     assert "valid: 4 (dry run: nothing applied)" in capsys.readouterr().out
+
+
+def test_a_corrupt_gzip_stops_the_import_with_a_clear_error_and_no_rejects_file(tmp_path, rt):
+    path = tmp_path / "orders.csv.gz"
+    path.write_bytes(gzip.compress((FIXTURES / "orders_till_export.csv").read_bytes())[:200])
+    with pytest.raises(ImportFailed, match=r"cannot read .*orders\.csv\.gz after line \d+: EOFError"):
+        run_import(LocalSource(path), rt, progress=False)
+    assert [p.name for p in tmp_path.iterdir()] == ["orders.csv.gz"]

@@ -365,12 +365,27 @@ def test_not_json_is_400(rt):
     assert answer.status_code == 400 and answer.json["error"] == "invalid_json"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="merge._count_order corrects `events` but not `type_order` for a status update (reported)",
-)
 def test_status_updates_of_one_order_count_one_order_event(rt):
     for status, hour in (("new", 10), ("paid", 11), ("refunded", 15)):
         post_orders(order_update(status, hour))
         apply_queued(rt)
     assert counters(rt)["type_order"] == 1
+
+
+def test_a_vendor_with_other_field_names_is_mapped_through_the_configured_field_map():
+    settings = Settings(
+        calltracking_token=TOKEN,
+        calltracking_field_map={"CallerNum": "caller_phone", "visit": "session_id", "uid": "call_id"},
+    )
+    built = runtime.build(settings, store=MemoryStore(PEPPER), publisher=LocalQueue())
+    runtime.install(built)
+    try:
+        query = f"token={TOKEN}&uid=77&CallerNum=89091234567&visit=1980094328&utmSource=yandex"
+        answer = client("calltracking_webhook").get(f"/webhooks/calltracking?{query}")
+        assert answer.status_code == 200 and answer.json["queued"] == ["call:77"]
+        [message] = built.publisher.drain(built.settings.events_topic)
+        event = json.loads(message.data)
+        assert event["identifiers"] == {"phone": "89091234567", "session_id": "1980094328"}
+        assert event["context"]["source"] == "yandex"  # the Calltouch defaults still apply
+    finally:
+        runtime.install(None)

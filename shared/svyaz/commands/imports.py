@@ -21,7 +21,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         columns = parse_columns(args.column)
         rt = build()
-        rt.service  # noqa: B018 - builds the store now: a missing secret stops here, named
+        if via == "direct" and not args.dry_run:
+            rt.service  # noqa: B018 - builds the store now: a missing secret stops here, named
     except (ConfigError, ValueError) as exc:
         print(f"svyaz import: {exc}", file=sys.stderr)
         return 2

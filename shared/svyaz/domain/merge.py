@@ -358,8 +358,9 @@ def _count_order(
         touchpoint.timestamp, touchpoint.event_id = previous.timestamp, previous.event_id
     orders, revenue = order_value(touchpoint.type, touchpoint.properties)
     before = order_value(previous.type, previous.properties) if previous is not None else (0, 0.0)
-    if previous is not None:
-        profile.counters["events"] = profile.counters.get("events", 0) - 1  # same order, not a new event
+    if previous is not None:  # the same order again, not a new event
+        for name in ("events", "type_order"):
+            profile.counters[name] = profile.counters.get(name, 0) - 1
     profile.counters["orders"] = profile.counters.get("orders", 0) + orders - before[0]
     profile.counters["revenue"] = round(profile.counters.get("revenue", 0) + revenue - before[1], 2)
     touchpoint.credit = _credit(profile, touchpoint.timestamp, policy.attribution_lookback_days)

@@ -42,7 +42,8 @@ def handle(request: flask.Request, runtime: Runtime) -> flask.Response:
     if not calltracking.verify_token(given, expected):
         raise HttpError(401, "unauthorized", f"a valid token is required (?token= or {TOKEN_HEADER})")
     try:
-        event = calltracking.parse_call(_fields(request, settings.max_body_bytes))
+        field_map = {**calltracking.DEFAULT_FIELD_MAP, **settings.calltracking_field_map}
+        event = calltracking.parse_call(_fields(request, settings.max_body_bytes), field_map)
     except ChannelError as exc:
         raise channel_error(exc) from None
     queued, ignored = enqueue(runtime, [event])  # callId is the event id: redeliveries dedupe
