@@ -82,7 +82,7 @@ def measure_size(service: IdentityService, probe: ProbeStore, size: int, tag: st
     later = START + timedelta(days=1)
     no_change = _measure(service, probe, _event(f"{prefix}-page", later, {"session_id": sessions[0]}))
     # A younger small profile, then an event linking it to the big one: the big one survives.
-    young = {"client_id": f"{prefix}-young", "ym_client_id": f"{prefix}-y"}
+    young = {"client_id": f"{prefix}-young", "session_id": f"{prefix}-young-s"}
     service.apply(_event(f"{prefix}-young", later, young))
     link = {"session_id": sessions[1], "client_id": f"{prefix}-young"}
     merge_in = _measure(service, probe, _event(f"{prefix}-merge-in", later + timedelta(minutes=1), link))

@@ -84,6 +84,7 @@ class Delivery:
     lock_timeouts: int = 0
     lock_timeout_s: float = 0.0
     raw_s: float | None = None
+    raw_lost_s: float = 0.0  # the raw transaction's failed attempts and backoff
 
     @property
     def applied(self) -> bool:
@@ -101,6 +102,8 @@ class RunStats:
     elapsed_s: float = 0.0
     redeliveries: int = 0
     errors: Counter[str] = field(default_factory=Counter)
+    retries: int = 0  # raw run: failed transaction attempts
+    lock_timeouts: int = 0  # raw run: failed attempts that waited out a lock
 
 
 # --- replay ---------------------------------------------------------------------------------
@@ -223,7 +226,7 @@ def raw_replay(
     applied = [d for d in deliveries if d.applied]
 
     # Everything the raw operations need is prepared before the clock starts.
-    work: dict[int, Callable[[], None]] = {}
+    work: dict[int, Callable[[], float]] = {}
     for delivery in applied:
         trace = delivery.trace
         assert trace is not None
@@ -240,14 +243,16 @@ def raw_replay(
         operation = work[delivery.index]
         started = time.perf_counter()
         try:
-            operation()
-            done = True
+            lost, done = operation(), True
         except RawGaveUp:
-            done = False
+            lost, done = time.perf_counter() - started, False
         delivery.raw_s = (delivery.raw_s or 0.0) + time.perf_counter() - started
+        delivery.raw_lost_s += lost
         return done
 
-    return _run_workers(applied, workers, step, progress, "raw")
+    stats = _run_workers(applied, workers, step, progress, "raw")
+    stats.retries, stats.lock_timeouts = backend.retries, backend.lock_timeouts
+    return stats
 
 
 # --- accuracy -------------------------------------------------------------------------------
@@ -313,7 +318,14 @@ def class_stats(group: Sequence[Delivery], with_raw: bool) -> dict[str, Any]:
     raw = [d.raw_s for d in group if d.raw_s is not None]
     if with_raw and raw and len(raw) == len(group):
         stats["raw_service_ms_mean"] = round(1000 * _mean(raw), 3)
-        stats["ratio"] = round(_mean(raw) / _mean(service), 3) if _mean(service) else None
+        stats["ratio"] = round(_mean(raw) / _mean(service), 4) if _mean(service) else None
+        # The same with the time lost to contention (lock timeouts, retries) taken out on both
+        # sides: what the comparison would be on a store that resolves conflicts at once.
+        net = _mean([d.service_s - d.lost_s for d in group])
+        raw_net = _mean([(d.raw_s or 0.0) - d.raw_lost_s for d in group])
+        stats["net_service_ms_mean"] = round(1000 * net, 3)
+        stats["raw_net_service_ms_mean"] = round(1000 * raw_net, 3)
+        stats["ratio_net"] = round(raw_net / net, 4) if net else None
     return stats
 
 
@@ -369,6 +381,10 @@ def summarize(
             "elapsed_s": round(raw_run.elapsed_s, 3),
             "events_per_s": round(len(applied) / raw_run.elapsed_s, 1) if raw_run.elapsed_s else 0.0,
             "redeliveries": raw_run.redeliveries,
+            "transaction_retries": raw_run.retries,
+            "lock_timeouts": raw_run.lock_timeouts,
+            "lost_worker_s": round(sum(d.raw_lost_s for d in applied), 3),
+            "worker_s": round(sum(d.raw_s or 0.0 for d in applied), 3),
         }
         report["ratios"] = {
             "overall": round(raw_run.elapsed_s / run.elapsed_s, 3) if run.elapsed_s else None,
@@ -377,6 +393,8 @@ def summarize(
             "no_change_via_transaction": classes["no_change"][f"via_{TRANSACTION}"].get("ratio"),
             "linking": classes["linking"].get("ratio"),
             "duplicate": classes["duplicate"].get("ratio"),
+            "no_change_net": classes["no_change"].get("ratio_net"),
+            "linking_net": classes["linking"].get("ratio_net"),
         }
     return report
 
@@ -520,6 +538,10 @@ def _ms(stats: Mapping[str, float]) -> str:
     return f"p50 {stats['p50']:.2f} / p95 {stats['p95']:.2f} / p99 {stats['p99']:.2f} ms"
 
 
+def _num(value: float | None, spec: str = ".3g") -> str:
+    return "-" if value is None else format(value, spec)
+
+
 def format_report(report: Mapping[str, Any]) -> str:
     cfg, s, acc = report["config"], report["svyaz"], report["accuracy"]
     m = report["machine"]
@@ -541,29 +563,33 @@ def format_report(report: Mapping[str, Any]) -> str:
     if c["failed_attempts"]:
         lines.append(
             f"contention   {c['failed_attempts']} failed attempts, {c['lock_timeouts']} lock timeouts "
-            f"({c['lock_timeout_worker_s']:.1f} worker-s, "
-            f"{100 * c['lock_timeout_share']:.1f}% of worker time); "
-            f"all contention {100 * c['lost_share']:.1f}%"
+            f"= {c['lock_timeout_worker_s']:.1f} worker-s, {100 * c['lock_timeout_share']:.1f}% of "
+            f"worker time (all contention {100 * c['lost_share']:.1f}%)"
         )
-    lines.append("")
-    lines.append(
-        f"{'class':<28}{'n':>7}{'svyaz ms':>10}{'raw ms':>9}{'ratio':>7}{'reads':>7}{'writes':>7}  latency"
-    )
+    lines += [
+        "",
+        "mean service time per delivery (ms; with W busy workers throughput = W / mean), "
+        "net = without contention",
+        f"{'class':<22}{'n':>6}{'svyaz':>9}{'raw':>8}{'ratio':>7}{'net':>8}{'raw net':>8}{'ratio':>7}"
+        f"{'reads':>6}{'writes':>7}  svyaz latency",
+    ]
     rows = [("no_change", s["by_class"]["no_change"])]
     rows += [(f"  via {p}", s["by_class"]["no_change"][f"via_{p}"]) for p in (FAST, TRANSACTION)]
     rows += [("linking", s["by_class"]["linking"]), ("duplicate", s["by_class"]["duplicate"])]
     for name, row in rows:
-        raw, ratio = row.get("raw_service_ms_mean"), row.get("ratio")
-        raw_text = "-" if raw is None else f"{raw:.2f}"
-        ratio_text = "-" if ratio is None else f"{ratio:.2f}"
         lines.append(
-            f"{name:<28}{row['deliveries']:>7}{row['service_ms_mean']:>10.2f}{raw_text:>9}{ratio_text:>7}"
-            f"{row['reads_mean']:>7.1f}{row['writes_mean']:>7.1f}  {_ms(row['latency_ms'])}"
+            f"{name:<22}{row['deliveries']:>6}{row['service_ms_mean']:>9.2f}"
+            f"{_num(row.get('raw_service_ms_mean'), '.2f'):>8}{_num(row.get('ratio')):>7}"
+            f"{_num(row.get('net_service_ms_mean'), '.2f'):>8}"
+            f"{_num(row.get('raw_net_service_ms_mean'), '.2f'):>8}"
+            f"{_num(row.get('ratio_net')):>7}{row['reads_mean']:>6.1f}{row['writes_mean']:>7.1f}"
+            f"  {_ms(row['latency_ms'])}"
         )
     if "raw" in report:
         r = report["raw"]
         lines.append(
-            f"raw limit    {r['events_per_s']:.1f} deliveries/s ({r['elapsed_s']:.2f} s); "
+            f"raw limit    {r['events_per_s']:.1f} deliveries/s ({r['elapsed_s']:.2f} s, "
+            f"{r['transaction_retries']} retries, {r['lock_timeouts']} lock timeouts); "
             f"svyaz/raw overall {report['ratios']['overall']}"
         )
     lines += [
@@ -576,16 +602,18 @@ def format_report(report: Mapping[str, Any]) -> str:
     if report.get("growth"):
         lines += [
             "",
-            "cost growth  (documents read / written per event; re-pointed: after, outside the transaction)",
-            f"{'identifiers':>12}{'doc KiB':>9}  {'no-change':<14}{'merge in':<14}{'merge away':<14}"
+            "cost growth  documents read r / written w per event (ms); re-pointed: by the follow-up job",
+            f"{'identifiers':>12}{'doc KiB':>9}  {'no-change':<18}{'merge in':<18}{'merge away':<18}"
             f"{'re-pointed':>10}",
         ]
         for row in report["growth"]:
-            events = ("no_change", "merge_in", "merge_away")
-            cells = [f"{row[k]['reads']}r/{row[k]['writes']}w" for k in events]
+            cells = [
+                f"{row[k]['reads']}r/{row[k]['writes']}w ({row[k]['ms']:.1f})"
+                for k in ("no_change", "merge_in", "merge_away")
+            ]
             lines.append(
                 f"{row['identifiers']:>12}{row['profile_doc_bytes'] / 1024:>9.1f}  "
-                f"{cells[0]:<14}{cells[1]:<14}{cells[2]:<14}{row['merge_away']['repointed_after']:>10}"
+                f"{cells[0]:<18}{cells[1]:<18}{cells[2]:<18}{row['merge_away']['repointed_after']:>10}"
             )
     lines += ["", "goals"]
     for name, goal in report["goals"].items():

@@ -26,12 +26,14 @@ class RawGaveUp(RuntimeError):
 
 class RawBackend(Protocol):
     retries: int
+    lock_timeouts: int
 
-    def no_change(self, identifier_keys: list[str], touchpoint_id: str, doc: dict[str, Any]) -> None: ...
+    def no_change(self, identifier_keys: list[str], touchpoint_id: str, doc: dict[str, Any]) -> float: ...
 
-    def linking(self, read_paths: list[str], writes: list[tuple[str, dict[str, Any]]]) -> None: ...
+    def linking(self, read_paths: list[str], writes: list[tuple[str, dict[str, Any]]]) -> float:
+        """Run the transaction; return the seconds lost in failed attempts and backoff."""
 
-    def duplicate(self, identifier_keys: list[str]) -> None: ...
+    def duplicate(self, identifier_keys: list[str]) -> float: ...
 
 
 class MemoryRaw:
@@ -41,31 +43,40 @@ class MemoryRaw:
         self.lock = store._lock
         self.identifiers: dict[str, dict[str, Any]] = store.identifiers
         self.mirror: dict[str, dict[str, Any]] = {}
-        self.retries = 0
+        self.retries = self.lock_timeouts = 0
 
-    def no_change(self, identifier_keys: list[str], touchpoint_id: str, doc: dict[str, Any]) -> None:
+    def no_change(self, identifier_keys: list[str], touchpoint_id: str, doc: dict[str, Any]) -> float:
         with self.lock:
             for key in identifier_keys:
                 self.identifiers.get(key)
             self.mirror[f"touchpoints/{touchpoint_id}"] = doc
+        return 0.0
 
-    def linking(self, read_paths: list[str], writes: list[tuple[str, dict[str, Any]]]) -> None:
+    def linking(self, read_paths: list[str], writes: list[tuple[str, dict[str, Any]]]) -> float:
         with self.lock:
             for path in read_paths:
                 self.mirror.get(path)
             for path, doc in writes:
                 self.mirror[path] = doc
+        return 0.0
 
-    def duplicate(self, identifier_keys: list[str]) -> None:
+    def duplicate(self, identifier_keys: list[str]) -> float:
         with self.lock:
             for key in identifier_keys:
                 self.identifiers.get(key)
+        return 0.0
 
 
 class FirestoreRaw:
     def __init__(
-        self, client: Any, *, max_attempts: int = 8, base_delay: float = 0.05, max_delay: float = 2.0
-    ):
+        self,
+        client: Any,
+        *,
+        max_attempts: int = 8,
+        base_delay: float = 0.05,
+        max_delay: float = 2.0,
+        lock_timeout_s: float = 1.5,
+    ) -> None:
         from google.api_core import exceptions as gexc
         from google.cloud import firestore
 
@@ -73,19 +84,21 @@ class FirestoreRaw:
         self.firestore = firestore
         self.retryable = (gexc.Aborted, gexc.ServiceUnavailable, gexc.DeadlineExceeded)
         self.max_attempts, self.base_delay, self.max_delay = max_attempts, base_delay, max_delay
-        self.retries = 0
+        self.lock_timeout_s = lock_timeout_s
+        self.retries = self.lock_timeouts = 0
         self._identifiers = client.collection("identifiers")
         self._mirror = client.collection(RAW_COLLECTION)
 
     def _mirrored(self, path: str) -> Any:
         return self._mirror.document(path.replace("/", "-"))
 
-    def no_change(self, identifier_keys: list[str], touchpoint_id: str, doc: dict[str, Any]) -> None:
+    def no_change(self, identifier_keys: list[str], touchpoint_id: str, doc: dict[str, Any]) -> float:
         refs = [self._identifiers.document(key) for key in identifier_keys]
         list(self.client.get_all(refs))
         self._mirrored(f"touchpoints/{touchpoint_id}").set(doc)
+        return 0.0
 
-    def linking(self, read_paths: list[str], writes: list[tuple[str, dict[str, Any]]]) -> None:
+    def linking(self, read_paths: list[str], writes: list[tuple[str, dict[str, Any]]]) -> float:
         reads = [self._mirrored(path) for path in read_paths]
         targets = [(self._mirrored(path), doc) for path, doc in writes]
 
@@ -95,21 +108,26 @@ class FirestoreRaw:
             for ref, doc in targets:
                 transaction.set(ref, doc)
 
+        first = time.perf_counter()
         for attempt in range(self.max_attempts):
+            started = time.perf_counter()
             try:
                 run(self.client.transaction(max_attempts=1))
-                return
+                return started - first
             except self.retryable:
                 pass
             except ValueError as exc:
                 if not isinstance(exc.__cause__, self.retryable):
                     raise
             self.retries += 1
+            if time.perf_counter() - started >= self.lock_timeout_s:
+                self.lock_timeouts += 1
             time.sleep(random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt)))  # noqa: S311
         raise RawGaveUp("raw transaction kept aborting")
 
-    def duplicate(self, identifier_keys: list[str]) -> None:
+    def duplicate(self, identifier_keys: list[str]) -> float:
         list(self.client.get_all([self._identifiers.document(key) for key in identifier_keys]))
+        return 0.0
 
 
 def backend_for(store: Any) -> RawBackend:

@@ -16,6 +16,7 @@ JSON answer. Configuration mistakes on our side (a bad regex in the settings, sa
 
 from __future__ import annotations
 
+import hmac
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -25,7 +26,7 @@ from pydantic import ValidationError
 
 from ..domain.events import Event, describe_validation_error
 
-__all__ = ["ChannelError", "build_event", "clip", "drop_empty", "from_unix", "printable_id"]
+__all__ = ["ChannelError", "build_event", "clip", "drop_empty", "from_unix", "printable_id", "secret_matches"]
 
 PRINTABLE_ASCII = re.compile(r"^[\x21-\x7e]+$")
 # Event times outside this window are sender bugs (milliseconds sent as seconds, zeros, ...).
@@ -40,6 +41,13 @@ class ChannelError(ValueError):
         super().__init__(reason)
         self.reason = reason
         self.details: list[dict[str, str]] = details or [{"field": "", "reason": reason}]
+
+
+def secret_matches(given: object, expected: str) -> bool:
+    """A sender's token against ours, in constant time; never true when ours is unset."""
+    if not expected or not isinstance(given, str):
+        return False
+    return hmac.compare_digest(given.encode(), expected.encode())
 
 
 def build_event(**fields: Any) -> Event:

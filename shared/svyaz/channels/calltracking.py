@@ -26,14 +26,13 @@ call *end* to get the duration and outcome.
 
 from __future__ import annotations
 
-import hmac
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 from ..domain.events import Context, Event, utcnow
-from . import ChannelError, build_event, clip, drop_empty, from_unix, printable_id
+from . import ChannelError, build_event, clip, drop_empty, from_unix, printable_id, secret_matches
 
 MOSCOW = timezone(timedelta(hours=3), "MSK")
 
@@ -104,9 +103,7 @@ _CLOCK = re.compile(r"^(?:(\d+):)?(\d{1,2}):(\d{2})$")
 
 def verify_token(given: str | None, expected: str) -> bool:
     """True when the token from the URL or header equals the configured one (constant time)."""
-    if not expected or not isinstance(given, str):
-        return False
-    return hmac.compare_digest(given.encode(), expected.encode())
+    return secret_matches(given, expected)
 
 
 def _text(value: object) -> str | None:

@@ -8,12 +8,11 @@ to ``setWebhook`` (:func:`verify_secret`). ``tg:<update_id>`` makes redeliveries
 
 from __future__ import annotations
 
-import hmac
 import re
 from typing import Any
 
 from ..domain.events import Context, Event
-from . import ChannelError, build_event, clip, from_unix
+from . import ChannelError, build_event, clip, from_unix, secret_matches
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name, not a secret
 START_PAYLOAD = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -24,9 +23,7 @@ _START = re.compile(r"^/start(?:@[A-Za-z0-9_]{1,64})?(?:\s+(\S+))?\s*$")
 
 def verify_secret(header: str | None, secret: str) -> bool:
     """True when the secret-token header matches the configured secret (constant time)."""
-    if not secret or not isinstance(header, str):
-        return False
-    return hmac.compare_digest(header.encode(), secret.encode())
+    return secret_matches(header, secret)
 
 
 def deep_link(bot_username: str, session_id: str) -> str:

@@ -4,7 +4,6 @@ authentication in constant time, body size caps, CORS."""
 from __future__ import annotations
 
 import functools
-import hmac
 import json
 import logging
 import sys
@@ -12,6 +11,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import flask
+
+from ..channels import secret_matches
 
 log = logging.getLogger("svyaz.http")
 
@@ -65,11 +66,9 @@ def bearer_token(request: flask.Request) -> str | None:
 
 def key_matches(given: str | None, keys: Iterable[str]) -> bool:
     """Constant-time comparison against every configured key (no early exit on a match)."""
-    if not given:
-        return False
     matched = False
     for key in keys:
-        matched |= hmac.compare_digest(given.encode(), key.encode())
+        matched |= secret_matches(given, key)
     return matched
 
 
