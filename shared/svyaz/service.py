@@ -14,9 +14,11 @@ from collections.abc import Callable
 from .domain.events import Event
 from .domain.merge import (
     Observation,
+    Plan,
     counter_increments,
     fast_path_profile,
     observe,
+    order_credit,
     plan_event,
     touchpoint_for,
 )
@@ -25,6 +27,7 @@ from .identity.policy import Policy
 from .store.base import Duplicate, FastWrite, Store, StoreError
 
 log = logging.getLogger("svyaz.service")
+ORDERS_SCANNED = 1000  # the latest touches of a profile searched for its orders
 
 
 def new_profile_id() -> str:
@@ -94,7 +97,30 @@ class IdentityService:
             try:
                 self.store.repoint(loser, survivor)
             except StoreError:
-                # The merge is committed and reads follow merged_into; the next merge or an
-                # explicit `svyaz repoint` run finishes the job.
+                # The merge is committed and reads follow merged_into: the records stay right,
+                # only one hop longer to resolve.
                 log.warning("re-pointing deferred", extra={"svyaz": {"loser": loser, "survivor": survivor}})
+        self._recredit_orders(plan, observation)
         return plan.outcome
+
+    def _recredit_orders(self, plan: Plan, observation: Observation) -> None:
+        """Keep each order credited to the touches that really preceded it, whatever the arrival
+        order: when a merge brings a profile's earlier touches, or a touch arrives after a later
+        order, the profile's orders get their credit again (a follow-up, like re-pointing)."""
+        survivor = next((p for p in plan.profiles if p.profile_id == plan.outcome.profile_id), None)
+        if survivor is None or not survivor.counters.get("orders"):
+            return
+        event = observation.event
+        late_touch = bool(event.context.attribution()) and event.timestamp < survivor.last_seen
+        if not plan.merges and not late_touch:
+            return
+        family = [survivor.profile_id, *survivor.merged_from]
+        try:
+            for order in self.store.touchpoints(family, ORDERS_SCANNED):
+                if order.type != "order":
+                    continue
+                credit = order_credit(survivor, order.timestamp, self.policy.attribution_lookback_days)
+                if credit != order.credit:
+                    self.store.set_credit(order.name, credit)
+        except StoreError:
+            log.warning("order credit not refreshed", extra={"svyaz": {"profile_id": survivor.profile_id}})

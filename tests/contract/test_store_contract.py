@@ -171,3 +171,24 @@ def test_an_order_stays_one_touchpoint_through_its_status_updates(service):
     assert [t.properties["order_id"] for t in service.store.touchpoints_between("order", start, end)] == [
         "S-1"
     ]
+
+
+def test_an_order_applied_before_its_ad_touch_is_credited_once_they_link(service):
+    ad = {"source": "yandex", "medium": "cpc"}
+    till = event(
+        {"phone": "+79091234567"},
+        event_id="order:T-9:paid",
+        type="order",
+        minutes=600,
+        properties={"order_id": "T-9", "amount": "100", "status": "paid"},
+    )
+    service.apply(till)
+    service.apply(event({"client_id": "c1"}, minutes=0, context=ad))
+    service.apply(event({"client_id": "c1", "phone": "+79091234567"}, minutes=5))
+    profile = service.store.lookup(Identifier("phone", "+79091234567"))
+    [sale] = [
+        t
+        for t in service.store.touchpoints([profile.profile_id, *profile.merged_from], 10)
+        if t.type == "order"
+    ]
+    assert sale.credit == {"first_touch": ad, "last_touch": ad}

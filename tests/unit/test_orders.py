@@ -29,7 +29,7 @@ def counters(service: IdentityService) -> dict:
 
 def history(service: IdentityService) -> list:
     profile = service.store.lookup(Identifier("phone", "+79091234567"))
-    return service.store.touchpoints([profile.profile_id], 50)
+    return service.store.touchpoints([profile.profile_id, *profile.merged_from], 50)
 
 
 def test_status_updates_keep_one_order_and_never_double_count(memory_service):
@@ -80,3 +80,24 @@ def test_orders_merge_with_their_profile(memory_service):
     memory_service.apply(order("paid", minutes=1, amount="700.00", order_id="B"))
     memory_service.apply(event({"loyalty_card": "777", "phone": "+79091234567"}, minutes=2))
     assert counters(memory_service) == {"orders": 2, "revenue": 1200.0, "events": 3}
+
+
+def test_credit_does_not_depend_on_arrival_order(memory_service):
+    """The till's order arrives first; the ad visit and the call that link it arrive later."""
+    ad = {"source": "yandex", "medium": "cpc", "campaign": "sofas"}
+    memory_service.apply(order("paid", minutes=14 * 24 * 60))
+    assert history(memory_service)[0].credit == {}
+    memory_service.apply(event({"client_id": "c1", "session_id": "s1"}, minutes=0, context=ad))
+    memory_service.apply(event({"session_id": "s1", "phone": "+79091234567"}, minutes=20, type="call"))
+    [sale] = [t for t in history(memory_service) if t.type == "order"]
+    assert sale.credit == {"first_touch": ad, "last_touch": ad}
+
+
+def test_a_late_touch_on_the_same_profile_is_credited_too(memory_service):
+    memory_service.apply(event({"phone": "+79091234567"}, minutes=0))
+    memory_service.apply(order("paid", minutes=60))
+    memory_service.apply(
+        event({"phone": "+79091234567"}, minutes=30, context={"source": "vk", "medium": "social"})
+    )
+    [sale] = [t for t in history(memory_service) if t.type == "order"]
+    assert sale.credit["last_touch"] == {"source": "vk", "medium": "social"}

@@ -80,11 +80,14 @@ class Delivery:
     latency_s: float = 0.0  # the successful apply
     service_s: float = 0.0  # every apply of this delivery, failed ones included
     lost_s: float = 0.0  # failed applies, failed transaction attempts and their backoff
+    cpu_s: float = 0.0  # CPU time of the worker thread (engine, client encoding) in every apply
     failed_attempts: int = 0
     lock_timeouts: int = 0
     lock_timeout_s: float = 0.0
     raw_s: float | None = None
     raw_lost_s: float = 0.0  # the raw transaction's failed attempts and backoff
+    raw_failures: int = 0
+    raw_cpu_s: float = 0.0
 
     @property
     def applied(self) -> bool:
@@ -103,6 +106,7 @@ class RunStats:
     redeliveries: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     retries: int = 0  # raw run: failed transaction attempts
+    dead_lettered: int = 0  # raw run: deliveries given up after max_failures
     lock_timeouts: int = 0  # raw run: failed attempts that waited out a lock
 
 
@@ -184,7 +188,7 @@ def replay(
 
     def step(delivery: Delivery) -> bool:
         trace = probe.begin()
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         try:
             outcome = service.apply(delivery.event)
         except InvalidEvent:
@@ -192,6 +196,7 @@ def replay(
             return True
         except Exception as exc:  # Contention, StoreError, transient client errors: redeliver
             ended = time.perf_counter()
+            delivery.cpu_s += time.thread_time() - cpu
             delivery.service_s += ended - started
             delivery.lost_s += ended - started
             _account(delivery, trace, ended, succeeded=False)
@@ -203,6 +208,7 @@ def replay(
                 return True
             return False
         ended = time.perf_counter()
+        delivery.cpu_s += time.thread_time() - cpu
         delivery.latency_s = ended - started
         delivery.service_s += ended - started
         _account(delivery, trace, ended, succeeded=True)
@@ -220,6 +226,7 @@ def raw_replay(
     workers: int,
     event_key: Callable[[str], str],
     *,
+    max_failures: int = MAX_FAILURES,
     progress: bool = False,
 ) -> RunStats:
     """The raw limit for the deliveries svyaz applied, in the same order and concurrency."""
@@ -241,17 +248,20 @@ def raw_replay(
 
     def step(delivery: Delivery) -> bool:
         operation = work[delivery.index]
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         try:
             lost, done = operation(), True
         except RawGaveUp:
             lost, done = time.perf_counter() - started, False
+            delivery.raw_failures += 1
         delivery.raw_s = (delivery.raw_s or 0.0) + time.perf_counter() - started
+        delivery.raw_cpu_s += time.thread_time() - cpu
         delivery.raw_lost_s += lost
-        return done
+        return done or delivery.raw_failures >= max_failures
 
     stats = _run_workers(applied, workers, step, progress, "raw")
     stats.retries, stats.lock_timeouts = backend.retries, backend.lock_timeouts
+    stats.dead_lettered = sum(1 for d in applied if d.raw_failures >= max_failures)
     return stats
 
 
@@ -311,6 +321,7 @@ def class_stats(group: Sequence[Delivery], with_raw: bool) -> dict[str, Any]:
         "deliveries": len(group),
         "latency_ms": latency_ms([d.latency_s for d in group]),
         "service_ms_mean": round(1000 * _mean(service), 3),
+        "cpu_ms_mean": round(1000 * _mean([d.cpu_s for d in group]), 3),
         "reads_mean": round(_mean([d.trace.reads for d in group if d.trace]), 2),
         "writes_mean": round(_mean([d.trace.writes for d in group if d.trace]), 2),
         "paths": dict(Counter(d.trace.path for d in group if d.trace)),
@@ -318,6 +329,7 @@ def class_stats(group: Sequence[Delivery], with_raw: bool) -> dict[str, Any]:
     raw = [d.raw_s for d in group if d.raw_s is not None]
     if with_raw and raw and len(raw) == len(group):
         stats["raw_service_ms_mean"] = round(1000 * _mean(raw), 3)
+        stats["raw_cpu_ms_mean"] = round(1000 * _mean([d.raw_cpu_s for d in group]), 3)
         stats["ratio"] = round(_mean(raw) / _mean(service), 4) if _mean(service) else None
         # The same with the time lost to contention (lock timeouts, retries) taken out on both
         # sides: what the comparison would be on a store that resolves conflicts at once.
@@ -383,6 +395,7 @@ def summarize(
             "redeliveries": raw_run.redeliveries,
             "transaction_retries": raw_run.retries,
             "lock_timeouts": raw_run.lock_timeouts,
+            "dead_lettered": raw_run.dead_lettered,
             "lost_worker_s": round(sum(d.raw_lost_s for d in applied), 3),
             "worker_s": round(sum(d.raw_s or 0.0 for d in applied), 3),
         }
@@ -568,10 +581,10 @@ def format_report(report: Mapping[str, Any]) -> str:
         )
     lines += [
         "",
-        "mean service time per delivery (ms; with W busy workers throughput = W / mean), "
-        "net = without contention",
+        "mean service time per delivery in ms (with W busy workers throughput = W / mean); "
+        "net: without contention; cpu: the worker thread's own CPU",
         f"{'class':<22}{'n':>6}{'svyaz':>9}{'raw':>8}{'ratio':>7}{'net':>8}{'raw net':>8}{'ratio':>7}"
-        f"{'reads':>6}{'writes':>7}  svyaz latency",
+        f"{'cpu':>6}{'raw cpu':>8}{'reads':>6}{'writes':>7}  svyaz latency",
     ]
     rows = [("no_change", s["by_class"]["no_change"])]
     rows += [(f"  via {p}", s["by_class"]["no_change"][f"via_{p}"]) for p in (FAST, TRANSACTION)]
@@ -582,7 +595,9 @@ def format_report(report: Mapping[str, Any]) -> str:
             f"{_num(row.get('raw_service_ms_mean'), '.2f'):>8}{_num(row.get('ratio')):>7}"
             f"{_num(row.get('net_service_ms_mean'), '.2f'):>8}"
             f"{_num(row.get('raw_net_service_ms_mean'), '.2f'):>8}"
-            f"{_num(row.get('ratio_net')):>7}{row['reads_mean']:>6.1f}{row['writes_mean']:>7.1f}"
+            f"{_num(row.get('ratio_net')):>7}{row['cpu_ms_mean']:>6.2f}"
+            f"{_num(row.get('raw_cpu_ms_mean'), '.2f'):>8}"
+            f"{row['reads_mean']:>6.1f}{row['writes_mean']:>7.1f}"
             f"  {_ms(row['latency_ms'])}"
         )
     if "raw" in report:

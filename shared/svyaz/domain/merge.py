@@ -171,7 +171,7 @@ def order_value(type_: str, properties: dict) -> tuple[int, float]:
     return 1, amount
 
 
-def _credit(profile: Profile, at: datetime, lookback_days: int) -> dict[str, dict[str, str]]:
+def order_credit(profile: Profile, at: datetime, lookback_days: int) -> dict[str, dict[str, str]]:
     """The ad sources an order at ``at`` is credited to: the profile's first touch, and the
     last non-direct touch before the order within the lookback window."""
     credit: dict[str, dict[str, str]] = {}
@@ -363,7 +363,7 @@ def _count_order(
             profile.counters[name] = profile.counters.get(name, 0) - 1
     profile.counters["orders"] = profile.counters.get("orders", 0) + orders - before[0]
     profile.counters["revenue"] = round(profile.counters.get("revenue", 0) + revenue - before[1], 2)
-    touchpoint.credit = _credit(profile, touchpoint.timestamp, policy.attribution_lookback_days)
+    touchpoint.credit = order_credit(profile, touchpoint.timestamp, policy.attribution_lookback_days)
 
 
 def _records(

@@ -93,6 +93,10 @@ class Store(ABC):
         profile no longer exists."""
 
     @abstractmethod
+    def set_credit(self, touchpoint_name: str, credit: dict[str, dict[str, str]]) -> None:
+        """Replace an order touchpoint's credit (follow-up after merges and late touches)."""
+
+    @abstractmethod
     def repoint(self, loser_id: str, survivor_id: str, batch_size: int = 400) -> int:
         """Follow-up job after a merge: point the loser's identifier records at the survivor.
         Reads follow ``merged_into`` meanwhile, so this is an optimisation, safe to repeat."""

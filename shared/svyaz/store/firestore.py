@@ -160,6 +160,14 @@ class FirestoreStore(Store):
         except (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.Aborted) as exc:
             raise StoreError(f"fast-path write failed: {type(exc).__name__}") from exc
 
+    def set_credit(self, touchpoint_name: str, credit: dict[str, dict[str, str]]) -> None:
+        try:
+            self._touchpoints.document(self.keys.event(touchpoint_name)).update({"credit": credit})
+        except gexc.NotFound:
+            pass  # erased meanwhile
+        except (gexc.Aborted, gexc.ServiceUnavailable, gexc.DeadlineExceeded) as exc:
+            raise StoreError(f"credit update failed: {type(exc).__name__}") from exc
+
     def repoint(self, loser_id: str, survivor_id: str, batch_size: int = 400) -> int:
         moved = 0
         for _ in range(self.max_attempts):

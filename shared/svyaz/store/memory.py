@@ -95,6 +95,12 @@ class MemoryStore(Store):
             self.touchpoint_docs[key] = write.touchpoint.to_doc()
             self._remember(write.touchpoint.event_id, write.outcome)
 
+    def set_credit(self, touchpoint_name: str, credit: dict[str, dict[str, str]]) -> None:
+        with self._lock:
+            doc = self.touchpoint_docs.get(self.keys.event(touchpoint_name))
+            if doc is not None:
+                doc["credit"] = copy.deepcopy(credit)
+
     def repoint(self, loser_id: str, survivor_id: str, batch_size: int = 400) -> int:
         with self._lock:
             moved = 0
