@@ -1,5 +1,6 @@
 """``svyaz bench --store firestore`` on the real emulator: a tiny population, end to end through
-the command (the emulator of the session, its bench project emptied first), in well under 30 s.
+the command (the emulator of the session, its bench project emptied first). Its time is printed,
+never asserted.
 
 One worker: on the emulator two transactions of one customer deadlock until its 2 s lock timeout,
 and a tiny population is nearly all one customer at a time, so more workers only make the run
@@ -35,4 +36,4 @@ def test_bench_on_the_firestore_emulator(firestore_emulator, capsys: pytest.Capt
     assert report["accuracy"]["inconsistent_records"] == 0
     assert report["raw"]["events_per_s"] > 0 and report["ratios"]["linking"] is not None
     assert report["growth"][0]["no_change"]["path"] == "fast_path"
-    assert elapsed < 30, f"the smoke run took {elapsed:.1f}s"
+    print(f"\n[bench smoke] {elapsed:.1f} s")  # reported, never asserted: shared machines are noisy

@@ -37,7 +37,7 @@ from typing import Any
 from tqdm import tqdm
 
 from ..domain.events import Event
-from ..domain.merge import InvalidEvent
+from ..domain.merge import InvalidEvent, observe
 from ..identity.policy import Policy
 from ..service import IdentityService
 from ..store.base import Contention, Store
@@ -111,7 +111,7 @@ class RunStats:
 
 
 # --- replay ---------------------------------------------------------------------------------
-def _account(delivery: Delivery, trace: Trace, ended: float, succeeded: bool) -> None:
+def _account(delivery: Delivery, trace: Trace, succeeded: bool) -> None:
     """Time lost to contention in one apply: every failed attempt and the backoff after it."""
     attempts = trace.attempts
     for attempt in attempts:
@@ -199,7 +199,7 @@ def replay(
             delivery.cpu_s += time.thread_time() - cpu
             delivery.service_s += ended - started
             delivery.lost_s += ended - started
-            _account(delivery, trace, ended, succeeded=False)
+            _account(delivery, trace, succeeded=False)
             delivery.failures += 1
             with errors_lock:
                 errors["contention" if isinstance(exc, Contention) else type(exc).__name__] += 1
@@ -211,7 +211,7 @@ def replay(
         delivery.cpu_s += time.thread_time() - cpu
         delivery.latency_s = ended - started
         delivery.service_s += ended - started
-        _account(delivery, trace, ended, succeeded=True)
+        _account(delivery, trace, succeeded=True)
         delivery.status, delivery.duplicate, delivery.trace = outcome.status, outcome.duplicate, trace
         return True
 
@@ -266,9 +266,11 @@ def raw_replay(
 
 
 # --- accuracy -------------------------------------------------------------------------------
-def assignment(store: Store) -> tuple[dict[Key, str], int]:
-    """Each identifier's active profile (following ``merged_into``), and how many identifier
-    records resolve to a profile that does not list them (invariant 1; must be 0)."""
+def assignment(store: Store) -> tuple[dict[Key, str], int, int]:
+    """Each identifier's active profile (following ``merged_into``); how many identifier records
+    resolve to a profile that does not list them (invariant 1; must be 0); and how many
+    identifiers an active profile lists although their record points elsewhere (a lost update:
+    two transactions that both believed they owned the identifier; must be 0)."""
     profiles = {p.profile_id: p for p in store.iter_profiles()}
 
     def resolve(profile_id: str | None) -> str | None:
@@ -289,7 +291,53 @@ def assignment(store: Store) -> tuple[dict[Key, str], int]:
             broken += 1
         if owner is not None:
             result[(record.identifier.kind, record.identifier.value)] = owner
-    return result, broken
+    stale = sum(
+        1
+        for profile in profiles.values()
+        if profile.status == "active"
+        for identifier in profile.all_identifiers()
+        if result.get((identifier.kind, identifier.value)) != profile.profile_id
+    )
+    return result, broken, stale
+
+
+def mismerges(
+    placed: Mapping[Key, str], population: Population, deliveries: Sequence[Delivery], limit: int = 3
+) -> list[dict[str, Any]]:
+    """Up to ``limit`` under-merged customers and over-merged profiles, each with the deliveries
+    that carried identifiers of more than one of its parts (what should have linked them)."""
+    policy = Policy.default()
+    parts: dict[tuple[str, Any], dict[str, set[str]]] = {}
+    by_customer: dict[int, dict[str, set[str]]] = {}
+    by_profile: dict[str, dict[int, set[str]]] = {}
+    for key, owner in population.truth.items():
+        profile = placed.get(key, "-")
+        by_customer.setdefault(owner, {}).setdefault(profile, set()).add(f"{key[0]}:{key[1]}")
+        by_profile.setdefault(profile, {}).setdefault(owner, set()).add(f"{key[0]}:{key[1]}")
+    for customer, groups in by_customer.items():
+        if len(groups) > 1:
+            parts[("under_merged_customer", customer)] = groups
+    for profile, owners in by_profile.items():
+        if len(owners) > 1 and profile != "-":
+            parts[("over_merged_profile", profile)] = {str(o): ids for o, ids in owners.items()}
+    examples = []
+    for (kind, name), groups in list(parts.items())[:limit]:
+        part_of = {identifier: part for part, ids in groups.items() for identifier in ids}
+        bridging = []
+        for delivery in deliveries:
+            try:
+                observed = observe(delivery.event, policy).all_linking
+            except InvalidEvent:
+                continue
+            touched = {part_of[str(i)] for i in observed if str(i) in part_of}
+            if len(touched) > 1:
+                path = delivery.trace.path if delivery.trace else ""
+                bridging.append(f"{delivery.index}:{delivery.event.event_id} {delivery.status} {path}")
+        examples.append(
+            {"kind": kind, "name": str(name), "parts": {p: sorted(ids) for p, ids in groups.items()}}
+            | {"bridging_deliveries": bridging[:10]}
+        )
+    return examples
 
 
 # --- statistics -----------------------------------------------------------------------------
@@ -424,7 +472,11 @@ def goals(report: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
             accuracy["refused_links_violated"] == 0,
         ),
         "dead_lettered": (0, report["svyaz"]["dead_lettered"], report["svyaz"]["dead_lettered"] == 0),
-        "graph_inconsistencies": (0, accuracy["inconsistent_records"], accuracy["inconsistent_records"] == 0),
+        "graph_inconsistencies": (
+            0,
+            accuracy["inconsistent_records"] + accuracy["stale_listings"],
+            accuracy["inconsistent_records"] + accuracy["stale_listings"] == 0,
+        ),
     }
     ratios = report.get("ratios") or {}
     for name, target in (("no_change", GOALS["no_change_ratio"]), ("linking", GOALS["linking_ratio"])):
@@ -515,8 +567,10 @@ def run_bench(
     log(f"replaying {len(deliveries)} deliveries through svyaz with {config.workers} workers")
     run = replay(service, probe, deliveries, config.workers, progress=config.progress)
     log("scoring accuracy")
-    placed, broken = assignment(store)
-    accuracy = score(placed, population).as_dict() | {"inconsistent_records": broken}
+    placed, broken, stale = assignment(store)
+    accuracy = score(placed, population).as_dict() | {"inconsistent_records": broken, "stale_listings": stale}
+    if accuracy["under_merges"] or accuracy["over_merges"]:
+        accuracy["examples"] = mismerges(placed, population, deliveries)
 
     raw_run = None
     if config.raw:

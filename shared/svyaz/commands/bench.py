@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 
 
@@ -57,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.emulator and args.store == "firestore" and not os.environ.get("FIRESTORE_EMULATOR_HOST"):
         log("starting the Firestore emulator")
+        # A terminated run still stops the emulator it started (the context manager's finally).
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with open_store(args.store, project=config.project, start_emulator=args.emulator) as store:
         report = run_bench(config, store, log=log)
     if args.json:

@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from ..identity.normalize import Rejected, normalize
 from ..identity.policy import Policy, UnknownKind
@@ -188,18 +189,56 @@ def order_credit(profile: Profile, at: datetime, lookback_days: int) -> dict[str
     return credit
 
 
+def may_take_fast_path(observation: Observation) -> bool:
+    """What the event itself says about the fast path, before anything is read: traits need a
+    read-compare-write of the profile, orders count revenue and credit in a transaction (an
+    order without ``order_id`` too: the fast path would not count it)."""
+    event = observation.event
+    return (
+        not event.traits
+        and event.type != "order"
+        and observation.touchpoint_name == event.event_id
+        and bool(observation.all_linking)
+    )
+
+
 def fast_path_profile(observation: Observation, snapshot: Snapshot) -> Profile | None:
     """The fast path test: returns the profile when the event changes nothing in the graph and
     nothing on the profile but counters and seen times; None when a transaction is needed."""
-    event = observation.event
-    if event.traits or event.context.attribution() or not observation.all_linking:
+    if not may_take_fast_path(observation):
         return None
-    if observation.touchpoint_name != event.event_id:
-        return None  # updates an earlier touchpoint (an order's status): read it in a transaction
     owners = {getattr(snapshot.owner(i), "profile_id", None) for i in observation.all_linking}
     if len(owners) != 1 or None in owners:
         return None
     return snapshot.resolve(owners.pop())
+
+
+def touch_update(profile: Profile, event: Event) -> dict[str, Any] | None:
+    """The touch fields an attributed event changes on its profile (first / last touch, recent
+    touches), as document fields; None when it changes none of them."""
+    attribution = event.context.attribution()
+    if not attribution:
+        return None
+    touched = Profile(
+        profile.profile_id,
+        profile.status,
+        profile.first_seen,
+        profile.last_seen,
+        first_touch=profile.first_touch,
+        last_touch=profile.last_touch,
+        recent_touches=list(profile.recent_touches),
+    )
+    touch = Touch(event.timestamp, attribution, event.type, event.channel)
+    _touch(touched, touch)
+    _remember_touch(touched, touch)
+    if (touched.first_touch, touched.last_touch, touched.recent_touches) == (
+        profile.first_touch,
+        profile.last_touch,
+        profile.recent_touches,
+    ):
+        return None
+    doc = touched.to_doc()
+    return {name: doc[name] for name in ("first_touch", "last_touch", "recent_touches")}
 
 
 def plan_event(observation: Observation, snapshot: Snapshot, policy: Policy, new_profile_id: str) -> Plan:

@@ -116,6 +116,9 @@ class Profile:
     merged_from: list[str] = field(default_factory=list)
     # The latest attributed touches (bounded), to credit an order with the ad that preceded it.
     recent_touches: list[Touch] = field(default_factory=list)
+    # Not stored: the store's revision of the document this was read from (Firestore: its
+    # update time), so the fast path can write the profile only if nothing changed it since.
+    revision: Any = field(default=None, compare=False, repr=False)
 
     def holds(self, identifier: Identifier) -> bool:
         return identifier.value in self.identifiers.get(identifier.kind, ())

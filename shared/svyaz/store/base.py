@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from ..domain.merge import Plan, Snapshot
 from ..domain.model import Identifier, IdentifierRecord, Outcome, Profile, Touchpoint
@@ -42,6 +43,10 @@ class FastWrite:
     outcome: Outcome
     increments: dict[str, float]
     seen_at: datetime
+    # An attributed event: the profile's touch fields to set, only if the profile document is
+    # still at ``revision`` (else ``StoreError``: the service decides again in a transaction).
+    touches: dict[str, Any] | None = None
+    revision: Any = None
 
 
 @dataclass

@@ -31,6 +31,10 @@ log = logging.getLogger("svyaz.store.firestore")
 # Errors after which the same transaction may succeed if tried again.
 RETRYABLE = (gexc.Aborted, gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.AlreadyExists)
 IN_QUERY_LIMIT = 30  # Firestore's cap on values in an "in" filter
+# What the fast-path check reads of a profile: its status and chain, and the touches it may update
+# (not its identifiers, which grow with the profile).
+FAST_CHECK_FIELDS = ["status", "merged_into", "first_seen_ms", "last_seen_ms"]
+FAST_CHECK_FIELDS += ["first_touch", "last_touch", "recent_touches", "counters"]
 
 
 class FirestoreStore(Store):
@@ -63,28 +67,44 @@ class FirestoreStore(Store):
         event_id: str,
         transaction: Any = None,
         touchpoint_name: str | None = None,
+        fast_check: bool = False,
     ) -> Snapshot:
-        def records(ids: list[Identifier]) -> dict[Identifier, IdentifierRecord]:
-            refs = {self._identifiers.document(self.keys.identifier(i)).path: i for i in ids}
-            if not refs:
-                return {}
-            docs = self.client.get_all([self.client.document(p) for p in refs], transaction=transaction)
-            return {refs[d.reference.path]: IdentifierRecord.from_doc(d.to_dict()) for d in docs if d.exists}
+        # One round trip for the idempotency record, the touchpoint the event updates and the
+        # identifier records; then one per level of profiles.
+        identifiers = list(identifiers)
+        processed_ref = self._processed.document(self.keys.event(event_id))
+        previous_ref = None
+        if touchpoint_name is not None and touchpoint_name != event_id:
+            previous_ref = self._touchpoints.document(self.keys.event(touchpoint_name))
+        wanted = {self._identifiers.document(self.keys.identifier(i)).path: i for i in identifiers}
+        refs = [processed_ref, *([previous_ref] if previous_ref else []), *map(self.client.document, wanted)]
+        found = {d.reference.path: d for d in self.client.get_all(refs, transaction=transaction) if d.exists}
+        processed = found.get(processed_ref.path)
+        outcome = Outcome.from_dict(processed.get("outcome")) if processed is not None else None
+        previous_doc = found.get(previous_ref.path) if previous_ref is not None else None
+        previous = Touchpoint.from_doc(previous_doc.to_dict()) if previous_doc is not None else None
+        records = {i: IdentifierRecord.from_doc(found[p].to_dict()) for p, i in wanted.items() if p in found}
+        if outcome is not None or (fast_check and len(records) < len(wanted)):
+            # A duplicate needs nothing else to replay its outcome; an unknown identifier rules
+            # the fast path out (the transaction reads everything again anyway).
+            return Snapshot(records=records, processed=outcome, previous=previous)
+
+        fields = FAST_CHECK_FIELDS if fast_check else None
 
         def profiles(ids: set[str]) -> dict[str, Profile]:
-            docs = self.client.get_all([self._profiles.document(p) for p in ids], transaction=transaction)
-            return {d.id: Profile.from_doc(d.id, d.to_dict()) for d in docs if d.exists}
+            refs = [self._profiles.document(p) for p in ids]
+            docs = self.client.get_all(refs, field_paths=fields, transaction=transaction)
+            found = {}
+            for doc in docs:
+                if doc.exists:
+                    found[doc.id] = Profile.from_doc(doc.id, doc.to_dict())
+                    found[doc.id].revision = doc.update_time
+            return found
 
-        processed = self._processed.document(self.keys.event(event_id)).get(transaction=transaction)
-        outcome = Outcome.from_dict(processed.get("outcome")) if processed.exists else None
-        previous = None
-        if touchpoint_name is not None and touchpoint_name != event_id:
-            doc = self._touchpoints.document(self.keys.event(touchpoint_name)).get(transaction=transaction)
-            previous = Touchpoint.from_doc(doc.to_dict()) if doc.exists else None
-        return gather_snapshot(identifiers, records, profiles, outcome, previous)
+        return gather_snapshot(identifiers, lambda _ids: records, profiles, outcome, previous)
 
     def read_snapshot(self, identifiers: Iterable[Identifier], event_id: str) -> Snapshot:
-        return self._gather(identifiers, event_id)
+        return self._gather(identifiers, event_id, fast_check=True)
 
     # --- transactions -----------------------------------------------------------------
     def _retrying(self, what: str, attempt_once: Any) -> Any:
@@ -150,13 +170,20 @@ class FirestoreStore(Store):
             "first_seen_ms": transforms.Minimum(seen),
             "version": transforms.Increment(1),
         }
-        batch.update(self._profiles.document(write.profile_id), update)
+        option = None
+        if write.touches is not None:
+            # Read-compare-write without a transaction: only if nobody wrote the profile since.
+            update |= write.touches
+            option = self.client.write_option(last_update_time=write.revision)
+        batch.update(self._profiles.document(write.profile_id), update, option=option)
         try:
             batch.commit()
         except gexc.AlreadyExists as exc:
             raise Duplicate(write.touchpoint.event_id) from exc
         except gexc.NotFound as exc:
             raise KeyError(write.profile_id) from exc
+        except gexc.FailedPrecondition as exc:
+            raise StoreError("the profile changed since it was read") from exc
         except (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.Aborted) as exc:
             raise StoreError(f"fast-path write failed: {type(exc).__name__}") from exc
 
@@ -169,8 +196,8 @@ class FirestoreStore(Store):
             raise StoreError(f"credit update failed: {type(exc).__name__}") from exc
 
     def repoint(self, loser_id: str, survivor_id: str, batch_size: int = 400) -> int:
-        moved = 0
-        for _ in range(self.max_attempts):
+        moved = failures = 0
+        while failures < self.max_attempts:  # only failed batches count: a big loser has many
             query = self._identifiers.where(filter=FieldFilter("profile_id", "==", loser_id)).limit(
                 batch_size
             )
@@ -187,6 +214,7 @@ class FirestoreStore(Store):
                 moved += len(docs)
             except (gexc.FailedPrecondition, *RETRYABLE):
                 self.attempts["retries"] += 1
+                failures += 1
         raise StoreError("re-pointing identifiers kept conflicting; reads still follow merged_into")
 
     # --- reads ------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..domain.merge import Plan, Snapshot
 from ..domain.model import Identifier, IdentifierRecord, Outcome, Profile, Touchpoint, to_ms
-from .base import Decide, Duplicate, ErasureReport, FastWrite, Store, gather_snapshot
+from .base import Decide, Duplicate, ErasureReport, FastWrite, Store, StoreError, gather_snapshot
 
 
 class MemoryStore(Store):
@@ -39,11 +39,12 @@ class MemoryStore(Store):
             return found
 
         def profiles(ids: set[str]) -> dict[str, Profile]:
-            return {
-                pid: Profile.from_doc(pid, copy.deepcopy(self.profiles[pid]))
-                for pid in ids
-                if pid in self.profiles
-            }
+            found = {}
+            for pid in ids & self.profiles.keys():
+                doc = self.profiles[pid]
+                found[pid] = Profile.from_doc(pid, copy.deepcopy(doc))
+                found[pid].revision = doc.get("version", 0)  # every write increments it
+            return found
 
         previous = None
         if touchpoint_name is not None and touchpoint_name != event_id:
@@ -86,6 +87,10 @@ class MemoryStore(Store):
             doc = self.profiles.get(write.profile_id)
             if doc is None:
                 raise KeyError(write.profile_id)
+            if write.touches is not None:
+                if doc.get("version", 0) != write.revision:
+                    raise StoreError("the profile changed since it was read")
+                doc.update(copy.deepcopy(write.touches))
             counters = doc.setdefault("counters", {})
             for name, value in write.increments.items():
                 counters[name] = counters.get(name, 0) + value
