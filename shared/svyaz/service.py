@@ -55,7 +55,10 @@ class IdentityService:
         observation = observe(event, self.policy)
         # An event that cannot take the fast path goes straight to its transaction (which
         # replays a duplicate too): no read outside it.
-        outcome = self._fast_path(observation) if may_take_fast_path(observation) else None
+        eligible = may_take_fast_path(observation) and (
+            ATTRIBUTED_FAST_PATH or not observation.event.context.attribution()
+        )
+        outcome = self._fast_path(observation) if eligible else None
         if outcome is None:
             outcome = self._transaction(observation)
         if outcome.duplicate:
