@@ -73,3 +73,17 @@ class BrokenQueue(LocalQueue):
 
     def publish(self, topic: str, messages: list[Message]) -> None:
         raise QueueUnavailable("down for the test")
+
+
+def pull(subscriber: Any, project: str, subscription: str, expected: int) -> list[Message]:
+    """Synchronously pull (and acknowledge) at least ``expected`` messages, or what arrives."""
+    path = subscriber.subscription_path(project, subscription)
+    received: list[Any] = []
+    for _ in range(20):
+        answer = subscriber.pull(request={"subscription": path, "max_messages": 100}, timeout=10)
+        received += answer.received_messages
+        if len(received) >= expected:
+            break
+    if received:
+        subscriber.acknowledge(request={"subscription": path, "ack_ids": [r.ack_id for r in received]})
+    return [Message(r.message.data, dict(r.message.attributes), r.message.message_id) for r in received]

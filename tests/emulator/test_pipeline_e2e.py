@@ -13,6 +13,7 @@ from svyaz.domain.model import Identifier
 from svyaz.queue import Message, PubSubPublisher, ensure_topics
 from tests.conftest import PROJECT, make_firestore_store
 from tests.pipeline_support import API_KEY, WRITE_KEY, client, deliver, fixture, install
+from tests.pipeline_support import pull as pull_messages
 
 pytestmark = pytest.mark.emulator
 SUBSCRIPTION = "svyaz-events-e2e"
@@ -34,16 +35,7 @@ def pipeline(firestore_emulator, pubsub_emulator):
 
 
 def pull(subscriber, name: str, expected: int) -> list:
-    path = subscriber.subscription_path(PROJECT, name)
-    received = []
-    for _ in range(20):
-        answer = subscriber.pull(request={"subscription": path, "max_messages": 50}, timeout=10)
-        received += answer.received_messages
-        if len(received) >= expected:
-            break
-    if received:
-        subscriber.acknowledge(request={"subscription": path, "ack_ids": [r.ack_id for r in received]})
-    return [Message(r.message.data, dict(r.message.attributes), r.message.message_id) for r in received]
+    return pull_messages(subscriber, PROJECT, name, expected)
 
 
 def test_collect_to_profile_through_pubsub_and_firestore(pipeline):

@@ -19,23 +19,16 @@ from svyaz.imports import S3Source, run_import
 from svyaz.queue import Message, PubSubPublisher, ensure_topics
 from svyaz.reports import attribution
 from tests.conftest import PROJECT, make_firestore_store
+from tests.pipeline_support import pull as pull_messages
 
 pytestmark = pytest.mark.emulator
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "calls_orders"
+
 TOPIC, SUBSCRIPTION = "svyaz-events-import", "svyaz-events-import-sub"
 
 
 def pull(subscriber, expected: int) -> list[Message]:
-    path = subscriber.subscription_path(PROJECT, SUBSCRIPTION)
-    received = []
-    for _ in range(20):
-        answer = subscriber.pull(request={"subscription": path, "max_messages": 100}, timeout=10)
-        received += answer.received_messages
-        if len(received) >= expected:
-            break
-    if received:
-        subscriber.acknowledge(request={"subscription": path, "ack_ids": [r.ack_id for r in received]})
-    return [Message(r.message.data, dict(r.message.attributes), r.message.message_id) for r in received]
+    return pull_messages(subscriber, PROJECT, SUBSCRIPTION, expected)
 
 
 def test_queue_mode_through_pubsub_into_firestore(s3, s3_endpoint, firestore_emulator, pubsub_emulator):
