@@ -11,7 +11,6 @@ import queue
 import threading
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -172,6 +171,3 @@ def ensure_topics(project: str, topics: list[str], subscriptions: dict[str, str]
         except exceptions.AlreadyExists:
             pass
     subscriber.close()
-
-
-Handler = Callable[[dict[str, Any]], None]

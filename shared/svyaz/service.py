@@ -90,8 +90,6 @@ class IdentityService:
             return None
         outcome = Outcome(event.event_id, "unchanged", profile.profile_id, dropped=list(observation.dropped))
         touches = touch_update(profile, event)
-        if touches is not None and not ATTRIBUTED_FAST_PATH:
-            return None
         if touches is not None and profile.counters.get("orders") and event.timestamp < profile.last_seen:
             return None  # a late touch of a customer with orders: the transaction path re-credits them
         write = FastWrite(
