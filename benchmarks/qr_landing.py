@@ -127,12 +127,12 @@ def start_bare(directory: Path):
 
 
 def start_svyaz():
-    from svyaz import runtime
+    from svyaz.adapters.queue import LocalQueue
+    from svyaz.adapters.store.memory import MemoryStore
+    from svyaz.app import runtime
+    from svyaz.app.config import Settings
     from svyaz.channels import qr
-    from svyaz.config import Settings
-    from svyaz.local import LocalService
-    from svyaz.queue import LocalQueue
-    from svyaz.store.memory import MemoryStore
+    from svyaz.dev.local import LocalService
 
     key = "benchmark-qr-signing-key-0123456789"
     settings = Settings(qr_signing_key=key, qr_allowed_hosts=["shop.example"])

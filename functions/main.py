@@ -12,7 +12,7 @@ import flask
 import functions_framework
 from cloudevents.http import CloudEvent
 
-from svyaz import logs, runtime
+from svyaz.app import logs, runtime
 from svyaz.entrypoints import calltracking as calltracking_entry
 from svyaz.entrypoints import collect as collect_entry
 from svyaz.entrypoints import crm as crm_entry

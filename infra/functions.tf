@@ -36,7 +36,7 @@ resource "google_storage_bucket_object" "function_source" {
 }
 
 locals {
-  # Non-secret configuration, the same for every function (see shared/svyaz/config.py).
+  # Non-secret configuration, the same for every function (see shared/svyaz/app/config.py).
   function_env = {
     SVYAZ_ENV                   = "production"
     SVYAZ_STORE                 = "firestore"

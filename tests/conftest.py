@@ -8,10 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from svyaz.emulators import Emulator
+from svyaz.adapters.store.memory import MemoryStore
+from svyaz.app.service import IdentityService
+from svyaz.dev.emulators import Emulator
 from svyaz.identity.policy import Policy
-from svyaz.service import IdentityService
-from svyaz.store.memory import MemoryStore
 
 PROJECT = "svyaz-test"
 PEPPER = b"test-pepper-0123456789abcdef0123456789"
@@ -49,7 +49,7 @@ def pubsub_emulator() -> Iterator[Emulator]:
 def make_firestore_store(emulator: Emulator, **options: object):
     from google.cloud import firestore
 
-    from svyaz.store.firestore import FirestoreStore
+    from svyaz.adapters.store.firestore import FirestoreStore
 
     emulator.reset_firestore(PROJECT)
     return FirestoreStore(PEPPER, client=firestore.Client(project=PROJECT), **options)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime, timedelta
 
+from svyaz.adapters.store.base import Store
 from svyaz.domain.events import Event
 from svyaz.domain.model import Identifier
 from svyaz.identity.policy import Policy
-from svyaz.store.base import Store
 
 BASE = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 _counter = itertools.count()

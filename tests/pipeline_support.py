@@ -9,10 +9,10 @@ from typing import Any
 
 import functions_framework
 
-from svyaz import runtime
-from svyaz.config import Settings
-from svyaz.queue import LocalQueue, Message, Publisher, QueueUnavailable, cloud_event_for
-from svyaz.store.base import Store
+from svyaz.adapters.queue import LocalQueue, Message, Publisher, QueueUnavailable, cloud_event_for
+from svyaz.adapters.store.base import Store
+from svyaz.app import runtime
+from svyaz.app.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 MAIN = str(ROOT / "functions" / "main.py")

@@ -46,13 +46,13 @@ from pydantic import (
     model_validator,
 )
 
-from .channels import ChannelError, build_event, drop_empty
-from .channels.crm import IDENTIFIER_FIELDS, Order
-from .domain.events import Context, Event
-from .domain.merge import InvalidEvent, observe
-from .queue import QueueUnavailable, event_message
-from .runtime import Runtime
-from .store.base import StoreError
+from svyaz.adapters.queue import QueueUnavailable, event_message
+from svyaz.adapters.store.base import StoreError
+from svyaz.app.runtime import Runtime
+from svyaz.channels import ChannelError, build_event, drop_empty
+from svyaz.channels.crm import IDENTIFIER_FIELDS, Order
+from svyaz.domain.events import Context, Event
+from svyaz.domain.merge import InvalidEvent, observe
 
 Via = Literal["direct", "queue"]
 CHUNK = 1 << 20
@@ -693,7 +693,7 @@ def _apply_all(
 
 
 def _apply_one(rt: Runtime, event: Event, retries: int) -> bool | Reject:
-    from .entrypoints.process import PoisonMessage, apply_message
+    from svyaz.entrypoints.process import PoisonMessage, apply_message
 
     for attempt in range(retries + 1):
         try:
@@ -713,7 +713,7 @@ def _apply_one(rt: Runtime, event: Event, retries: int) -> bool | Reject:
 def _drain_local_updates(rt: Runtime) -> None:
     """Direct mode publishes each outcome to the profile-updates topic; the in-process queue
     has no reader in a CLI run, so it is emptied to keep memory flat."""
-    from .queue import LocalQueue
+    from svyaz.adapters.queue import LocalQueue
 
     if isinstance(rt.publisher, LocalQueue):
         rt.publisher.drain(rt.settings.profile_updates_topic)

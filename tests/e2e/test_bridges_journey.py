@@ -22,12 +22,12 @@ from urllib.parse import quote, urlencode
 
 import pytest
 
-from svyaz import runtime
+from svyaz.adapters.queue import LocalQueue, PubSubPublisher
+from svyaz.adapters.store.memory import MemoryStore
+from svyaz.app import runtime
+from svyaz.app.config import Settings
 from svyaz.channels import qr
-from svyaz.config import Settings
-from svyaz.local import LocalService
-from svyaz.queue import LocalQueue, PubSubPublisher
-from svyaz.store.memory import MemoryStore
+from svyaz.dev.local import LocalService
 from tests.conftest import PEPPER, PROJECT, make_firestore_store
 
 BRIDGES = Path(__file__).resolve().parents[1] / "fixtures" / "bridges"

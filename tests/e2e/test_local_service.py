@@ -13,11 +13,11 @@ import urllib.request
 
 import pytest
 
-from svyaz import runtime
-from svyaz.emulators import free_port
-from svyaz.local import LocalService
-from svyaz.queue import PubSubPublisher
-from svyaz.store.memory import MemoryStore
+from svyaz.adapters.queue import PubSubPublisher
+from svyaz.adapters.store.memory import MemoryStore
+from svyaz.app import runtime
+from svyaz.dev.emulators import free_port
+from svyaz.dev.local import LocalService
 from tests.conftest import PEPPER, PROJECT, make_firestore_store
 from tests.pipeline_support import API_KEY, WRITE_KEY, settings
 

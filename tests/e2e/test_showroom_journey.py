@@ -15,13 +15,13 @@ from datetime import UTC, date, datetime
 import pytest
 import requests
 
-from svyaz import runtime
-from svyaz.commands.report import attribution_text
-from svyaz.config import Settings
-from svyaz.local import LocalService
-from svyaz.queue import LocalQueue
-from svyaz.reports import attribution
-from svyaz.store.memory import MemoryStore
+from svyaz.adapters.queue import LocalQueue
+from svyaz.adapters.store.memory import MemoryStore
+from svyaz.app import runtime
+from svyaz.app.config import Settings
+from svyaz.app.reports import attribution
+from svyaz.cli.reports import attribution_text
+from svyaz.dev.local import LocalService
 from tests.conftest import PEPPER
 
 WRITE_KEY, API_KEY, CRM_KEY, CT_TOKEN = "e2e-write", "e2e-api", "e2e-crm", "e2e-calltracking"

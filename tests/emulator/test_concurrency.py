@@ -11,9 +11,9 @@ import time
 
 import pytest
 
+from svyaz.adapters.store.base import StoreError
+from svyaz.app.service import IdentityService
 from svyaz.domain.model import Identifier
-from svyaz.service import IdentityService
-from svyaz.store.base import StoreError
 from tests.conftest import make_firestore_store
 from tests.helpers import check_invariants, components, event, partition
 from tests.properties.test_invariants import NO_LIMITS

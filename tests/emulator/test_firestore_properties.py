@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from svyaz.service import IdentityService
+from svyaz.app.service import IdentityService
 from tests.conftest import make_firestore_store
 from tests.helpers import check_invariants, partition
 from tests.properties.test_invariants import NO_LIMITS, as_event, expected_partition, observation

@@ -8,9 +8,9 @@ import json
 import pytest
 from google.cloud import pubsub_v1
 
-from svyaz import runtime
+from svyaz.adapters.queue import Message, PubSubPublisher, ensure_topics
+from svyaz.app import runtime
 from svyaz.domain.model import Identifier
-from svyaz.queue import Message, PubSubPublisher, ensure_topics
 from tests.conftest import PROJECT, make_firestore_store
 from tests.pipeline_support import API_KEY, WRITE_KEY, client, deliver, fixture, install
 from tests.pipeline_support import pull as pull_messages

@@ -12,7 +12,7 @@ import pytest
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
-# The tests import svyaz.deploy; make the checkout importable when the package is not installed.
+# The tests import svyaz.dev; make the checkout importable when the package is not installed.
 if importlib.util.find_spec("svyaz") is None:
     sys.path.insert(0, str(REPO_ROOT / "shared"))
 

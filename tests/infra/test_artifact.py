@@ -16,7 +16,7 @@ import zipfile
 
 import pytest
 
-from svyaz.deploy import ArtifactError, build_function_source
+from svyaz.dev.artifact import TOOLING, ArtifactError, build_function_source
 
 FIXED_DATE_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -124,13 +124,14 @@ def test_archive_layout_and_pins(stand_in_repo, tmp_path):
         main_py = zf.read("main.py")
 
     assert main_py == (stand_in_repo / "functions" / "main.py").read_bytes()
-    assert "svyaz/__init__.py" in names and "svyaz/config.py" in names
+    assert "svyaz/__init__.py" in names and "svyaz/app/config.py" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".pyo"))]
     assert not [n for n in names if n.startswith(("shared/", "functions/", "tests/", "/")) or ".." in n]
     package = {
         "svyaz/" + p.relative_to(stand_in_repo / "shared" / "svyaz").as_posix()
         for p in (stand_in_repo / "shared" / "svyaz").rglob("*")
         if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+        and p.relative_to(stand_in_repo / "shared" / "svyaz").parts[0] not in TOOLING
     }
     assert set(names) == package | {"main.py", "requirements.txt"}
     assert names == sorted(names)
@@ -197,3 +198,17 @@ def test_the_real_archive_is_byte_reproducible(repo_root, tmp_path):
     first = build_function_source(tmp_path / "a.zip", repo_root=repo_root)
     second = build_function_source(tmp_path / "b.zip", repo_root=repo_root)
     assert first.read_bytes() == second.read_bytes()
+
+
+def test_the_real_archive_holds_no_development_tooling(repo_root, tmp_path):
+    """The functions run the engine, the stores, the queue and the entry points: the CLI, the
+    local service, benchmarks, imports and their libraries stay out of production."""
+    archive = build_function_source(tmp_path / "functions.zip", repo_root=repo_root)
+    with zipfile.ZipFile(archive) as zf:
+        names = zf.namelist()
+        requirements = zf.read("requirements.txt").decode().lower()
+    tooling = [n for n in names if n.split("/")[1:2] and n.split("/")[1] in TOOLING]
+    assert tooling == []
+    assert "svyaz/entrypoints/collect.py" in names and "svyaz/adapters/store/firestore.py" in names
+    for library in ("boto3", "tqdm", "segno", "moto", "pytest"):
+        assert library not in requirements

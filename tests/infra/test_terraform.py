@@ -254,12 +254,12 @@ def test_functions_get_the_specified_environment(infra):
 
 
 def test_every_configured_variable_is_a_setting_of_the_service(infra, table):
-    from svyaz.config import Settings
+    from svyaz.app.config import Settings
 
     known = {f"SVYAZ_{name.upper()}" for name in Settings.model_fields}
     configured = set(infra["locals"]["function_env"])
     configured |= {secret for entry in table.values() for secret in entry["secrets"]}
-    assert configured <= known, f"not settings of svyaz.config.Settings: {sorted(configured - known)}"
+    assert configured <= known, f"not settings of svyaz.app.config.Settings: {sorted(configured - known)}"
 
 
 # --------------------------------------------------------------------------- secrets

@@ -11,13 +11,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from google.cloud import pubsub_v1
 
-from svyaz import runtime
-from svyaz.config import Settings
+from svyaz.adapters.queue import Message, PubSubPublisher, ensure_topics
+from svyaz.app import runtime
+from svyaz.app.config import Settings
+from svyaz.app.reports import attribution
 from svyaz.domain.model import Identifier
 from svyaz.entrypoints.process import apply_message
 from svyaz.imports import S3Source, run_import
-from svyaz.queue import Message, PubSubPublisher, ensure_topics
-from svyaz.reports import attribution
 from tests.conftest import PROJECT, make_firestore_store
 from tests.pipeline_support import pull as pull_messages
 

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from svyaz import runtime
+from svyaz.adapters.queue import LocalQueue
+from svyaz.adapters.store.memory import MemoryStore
+from svyaz.app import runtime
+from svyaz.app.config import Settings
 from svyaz.cli import main
-from svyaz.config import Settings
 from svyaz.domain.model import Identifier
 from svyaz.imports import (
     CHUNK,
@@ -29,8 +31,6 @@ from svyaz.imports import (
     parse_columns,
     run_import,
 )
-from svyaz.queue import LocalQueue
-from svyaz.store.memory import MemoryStore
 from tests.conftest import PEPPER
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "calls_orders"

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from svyaz import runtime
+from svyaz.adapters.queue import LocalQueue, Message, QueueUnavailable
+from svyaz.adapters.store.memory import MemoryStore
+from svyaz.app import runtime
+from svyaz.app.config import Settings
 from svyaz.cli import main
-from svyaz.config import Settings
 from svyaz.domain.model import Identifier
 from svyaz.entrypoints.process import apply_message
 from svyaz.imports import ImportFailed, S3Source, open_source, run_import
-from svyaz.queue import LocalQueue, Message, QueueUnavailable
-from svyaz.store.memory import MemoryStore
 from tests.conftest import PEPPER
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "calls_orders"
@@ -209,7 +209,7 @@ def big_orders_csv() -> tuple[bytes, Decimal]:
 
 
 def test_a_100k_row_file_streams_through_and_its_throughput_is_printed(s3, s3_endpoint, rt, capsys):
-    logging.getLogger("svyaz.service").setLevel(logging.WARNING)  # no log line per event
+    logging.getLogger("svyaz.app.service").setLevel(logging.WARNING)  # no log line per event
     try:
         data, total = big_orders_csv()
         uri = upload(s3, "big/orders-100k.csv", data)
@@ -217,7 +217,7 @@ def test_a_100k_row_file_streams_through_and_its_throughput_is_printed(s3, s3_en
         stats = run_import(S3Source(uri, s3_endpoint), rt, progress=False)
         elapsed = time.monotonic() - started
     finally:
-        logging.getLogger("svyaz.service").setLevel(logging.NOTSET)
+        logging.getLogger("svyaz.app.service").setLevel(logging.NOTSET)
     with capsys.disabled():
         print(
             f"\n[import throughput] {stats.rows:,} rows ({len(data) / 1e6:.1f} MB) from S3 (moto server) "

@@ -7,11 +7,11 @@ import random
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from svyaz.adapters.store.memory import MemoryStore
+from svyaz.app.service import IdentityService
 from svyaz.domain.model import Identifier
 from svyaz.identity.normalize import normalize
 from svyaz.identity.policy import Policy
-from svyaz.service import IdentityService
-from svyaz.store.memory import MemoryStore
 from tests.conftest import PEPPER
 from tests.helpers import check_invariants, components, event, partition
 

@@ -16,15 +16,15 @@ from urllib.parse import urlsplit
 import functions_framework
 import pytest
 
-from svyaz import runtime
+from svyaz.adapters.queue import LocalQueue, Message
+from svyaz.adapters.store.memory import MemoryStore
+from svyaz.app import runtime
+from svyaz.app.config import Settings
+from svyaz.app.views import history
 from svyaz.channels import qr
-from svyaz.config import Settings
 from svyaz.domain.events import Event
 from svyaz.domain.model import Identifier
 from svyaz.identity.normalize import normalize
-from svyaz.queue import LocalQueue, Message
-from svyaz.store.memory import MemoryStore
-from svyaz.views import history
 from tests.conftest import PEPPER
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,7 +87,7 @@ def wa_signature(raw: bytes, secret: str = WA_SECRET) -> str:
 
 def apply_through_worker(bridge: Bridge, messages: list[Message]) -> None:
     """Each message delivered to the deployed ``process_event`` target, as Pub/Sub would."""
-    from svyaz.local import Worker
+    from svyaz.dev.local import Worker
 
     worker = Worker(bridge.rt)
     for message in messages:

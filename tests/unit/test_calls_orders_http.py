@@ -11,12 +11,12 @@ from urllib.parse import parse_qsl
 import functions_framework
 import pytest
 
-from svyaz import runtime
-from svyaz.config import Settings
+from svyaz.adapters.queue import LocalQueue
+from svyaz.adapters.store.memory import MemoryStore
+from svyaz.app import runtime
+from svyaz.app.config import Settings
 from svyaz.domain.model import Identifier
 from svyaz.entrypoints.process import apply_message
-from svyaz.queue import LocalQueue
-from svyaz.store.memory import MemoryStore
 from tests.conftest import PEPPER
 
 ROOT = Path(__file__).resolve().parents[2]

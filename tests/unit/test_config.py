@@ -4,9 +4,9 @@ import sys
 import pytest
 from pydantic import ValidationError
 
-from svyaz.config import ConfigError, Settings
+from svyaz.app.config import ConfigError, Settings
+from svyaz.app.runtime import build
 from svyaz.identity.policy import PolicyError
-from svyaz.runtime import build
 from tests.pipeline_support import MAIN
 
 

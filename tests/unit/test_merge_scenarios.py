@@ -7,10 +7,10 @@ import itertools
 
 import pytest
 
+from svyaz.adapters.store.memory import MemoryStore
+from svyaz.app.service import IdentityService
 from svyaz.domain.merge import InvalidEvent, observe, plan_event
 from svyaz.domain.model import Identifier
-from svyaz.service import IdentityService
-from svyaz.store.memory import MemoryStore
 from tests.conftest import PEPPER
 from tests.helpers import check_invariants, event, partition, profile_of
 

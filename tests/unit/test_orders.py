@@ -3,10 +3,10 @@ and each sale credited to the ad sources that brought the customer."""
 
 from __future__ import annotations
 
+from svyaz.adapters.store.memory import MemoryStore
+from svyaz.app.service import IdentityService
 from svyaz.domain.model import Identifier
 from svyaz.identity.policy import Policy
-from svyaz.service import IdentityService
-from svyaz.store.memory import MemoryStore
 from tests.conftest import PEPPER
 from tests.helpers import event
 

@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from svyaz import runtime
+from svyaz.adapters.store.memory import MemoryStore
+from svyaz.app import runtime
 from svyaz.domain.model import Identifier
-from svyaz.store.memory import MemoryStore
 from tests.conftest import PEPPER
 from tests.pipeline_support import (
     API_KEY,

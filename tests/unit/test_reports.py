@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from svyaz.app.reports import attribution
 from svyaz.cli import main
-from svyaz.commands.report import period
+from svyaz.cli.reports import period
 from svyaz.domain.model import Touchpoint
-from svyaz.reports import attribution
 
 AT = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 YANDEX = {"source": "yandex", "medium": "cpc", "campaign": "sofas"}

@@ -1,6 +1,6 @@
 """Benchmark tooling: a synthetic, seeded customer population and accuracy metrics for stitching."""
 
-from .metrics import Accuracy, score
-from .population import Population, generate_population
+from svyaz.bench.metrics import Accuracy, score
+from svyaz.bench.population import Population, generate_population
 
 __all__ = ["Accuracy", "Population", "generate_population", "score"]

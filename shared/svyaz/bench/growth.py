@@ -21,11 +21,11 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..domain.events import Event
-from ..domain.model import Identifier
-from ..identity.policy import DEFAULT_KINDS, KindPolicy, Policy
-from ..service import IdentityService
-from .probe import ProbeStore, Trace
+from svyaz.app.service import IdentityService
+from svyaz.bench.probe import ProbeStore, Trace
+from svyaz.domain.events import Event
+from svyaz.domain.model import Identifier
+from svyaz.identity.policy import DEFAULT_KINDS, KindPolicy, Policy
 
 DEFAULT_SIZES = (10, 100, 1_000, 10_000)
 PER_EVENT = 49  # new sessions per building event (+ the user_id: 50, the event cap)

@@ -36,16 +36,16 @@ from typing import Any
 
 from tqdm import tqdm
 
-from ..domain.events import Event
-from ..domain.merge import InvalidEvent, observe
-from ..identity.policy import Policy
-from ..service import IdentityService
-from ..store.base import Contention, Store
-from .growth import DEFAULT_SIZES, measure_growth
-from .metrics import score
-from .population import Key, Population, generate_population
-from .probe import FAST, TRANSACTION, ProbeStore, Trace, instrument
-from .raw import RawBackend, RawGaveUp, backend_for
+from svyaz.adapters.store.base import Contention, Store
+from svyaz.app.service import IdentityService
+from svyaz.bench.growth import DEFAULT_SIZES, measure_growth
+from svyaz.bench.metrics import score
+from svyaz.bench.population import Key, Population, generate_population
+from svyaz.bench.probe import FAST, TRANSACTION, ProbeStore, Trace, instrument
+from svyaz.bench.raw import RawBackend, RawGaveUp, backend_for
+from svyaz.domain.events import Event
+from svyaz.domain.merge import InvalidEvent, observe
+from svyaz.identity.policy import Policy
 
 MAX_FAILURES = 5  # deliveries of one event that may fail before it is dead-lettered
 LOCK_TIMEOUT_S = 1.5  # a failed attempt this long waited out a lock (the emulator's is 2 s)
@@ -521,7 +521,7 @@ def open_store(kind: str, *, project: str = BENCH_PROJECT, start_emulator: bool 
     ``project`` is emptied first), else one started here with ``start_emulator``, else the real
     Firestore of ``project``."""
     if kind == "memory":
-        from ..store.memory import MemoryStore
+        from svyaz.adapters.store.memory import MemoryStore
 
         yield MemoryStore(BENCH_PEPPER)
         return
@@ -529,8 +529,8 @@ def open_store(kind: str, *, project: str = BENCH_PROJECT, start_emulator: bool 
         raise ValueError(f"unknown store {kind!r} (memory or firestore)")
     from google.cloud import firestore
 
-    from ..emulators import Emulator
-    from ..store.firestore import FirestoreStore
+    from svyaz.adapters.store.firestore import FirestoreStore
+    from svyaz.dev.emulators import Emulator
 
     emulator = None
     previous = os.environ.get("FIRESTORE_EMULATOR_HOST")

@@ -16,7 +16,7 @@ from collections import Counter, defaultdict
 from collections.abc import Hashable, Mapping
 from dataclasses import asdict, dataclass
 
-from .population import Key, Population
+from svyaz.bench.population import Key, Population
 
 
 @dataclass(frozen=True)

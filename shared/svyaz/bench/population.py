@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..domain.events import Event
-from ..identity.normalize import Rejected, normalize
-from ..identity.policy import Policy
+from svyaz.domain.events import Event
+from svyaz.identity.normalize import Rejected, normalize
+from svyaz.identity.policy import Policy
 
 Key = tuple[str, str]
 Link = tuple[Key, Key]

@@ -20,9 +20,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..domain.merge import Plan, Snapshot
-from ..domain.model import Identifier
-from ..store.base import Decide, FastWrite, Keys, Store
+from svyaz.adapters.store.base import Decide, FastWrite, Keys, Store
+from svyaz.domain.merge import Plan, Snapshot
+from svyaz.domain.model import Identifier
 
 FAST, TRANSACTION, DUPLICATE = "fast_path", "transaction", "duplicate"
 

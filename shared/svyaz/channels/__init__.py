@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..domain.events import Event, describe_validation_error
+from svyaz.domain.events import Event, describe_validation_error
 
 __all__ = ["ChannelError", "build_event", "clip", "drop_empty", "from_unix", "printable_id", "secret_matches"]
 

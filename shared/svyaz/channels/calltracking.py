@@ -31,8 +31,16 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
-from ..domain.events import Context, Event, utcnow
-from . import ChannelError, build_event, clip, drop_empty, from_unix, printable_id, secret_matches
+from svyaz.channels import (
+    ChannelError,
+    build_event,
+    clip,
+    drop_empty,
+    from_unix,
+    printable_id,
+    secret_matches,
+)
+from svyaz.domain.events import Context, Event, utcnow
 
 MOSCOW = timezone(timedelta(hours=3), "MSK")
 

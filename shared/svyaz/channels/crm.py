@@ -17,8 +17,8 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..domain.events import Event, utcnow
-from . import ChannelError, build_event, drop_empty
+from svyaz.channels import ChannelError, build_event, drop_empty
+from svyaz.domain.events import Event, utcnow
 
 MAX_ORDERS = 500
 Status = Literal["new", "paid", "completed", "cancelled", "refunded"]

@@ -22,8 +22,8 @@ from os import PathLike
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..domain.events import Context, Event
-from . import ChannelError, build_event, clip, printable_id
+from svyaz.channels import ChannelError, build_event, clip, printable_id
+from svyaz.domain.events import Context, Event
 
 MAX_TOKEN_LENGTH = 1024
 MAX_FIELD_LENGTH = 100

@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..domain.events import Context, Event
-from . import ChannelError, build_event, clip, from_unix, secret_matches
+from svyaz.channels import ChannelError, build_event, clip, from_unix, secret_matches
+from svyaz.domain.events import Context, Event
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name, not a secret
 START_PAYLOAD = re.compile(r"^[A-Za-z0-9_-]{1,64}$")

@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..domain.events import Context, Event
-from . import ChannelError, build_event, clip, drop_empty, from_unix, printable_id
+from svyaz.channels import ChannelError, build_event, clip, drop_empty, from_unix, printable_id
+from svyaz.domain.events import Context, Event
 
 OBJECT = "whatsapp_business_account"
 SIGNATURE_HEADER = "X-Hub-Signature-256"

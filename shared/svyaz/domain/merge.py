@@ -16,10 +16,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from ..identity.normalize import Rejected, normalize
-from ..identity.policy import Policy, UnknownKind
-from .events import Event
-from .model import (
+from svyaz.domain.events import Event
+from svyaz.domain.model import (
     Dropped,
     Identifier,
     IdentifierRecord,
@@ -30,6 +28,8 @@ from .model import (
     Trait,
     touchpoint_name,
 )
+from svyaz.identity.normalize import Rejected, normalize
+from svyaz.identity.policy import Policy, UnknownKind
 
 
 class InvalidEvent(ValueError):

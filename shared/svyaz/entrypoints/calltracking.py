@@ -5,9 +5,17 @@ from __future__ import annotations
 
 import flask
 
-from ..channels import ChannelError, calltracking
-from ..runtime import Runtime
-from .http import HttpError, allow_methods, channel_error, enqueue, json_response, parse_json, read_body
+from svyaz.app.runtime import Runtime
+from svyaz.channels import ChannelError, calltracking
+from svyaz.entrypoints.http import (
+    HttpError,
+    allow_methods,
+    channel_error,
+    enqueue,
+    json_response,
+    parse_json,
+    read_body,
+)
 
 TOKEN_HEADER = "X-Svyaz-Token"  # noqa: S105 - a header name, not a secret
 

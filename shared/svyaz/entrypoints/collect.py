@@ -8,11 +8,19 @@ from typing import Any
 import flask
 from pydantic import ValidationError
 
-from ..domain.events import Event, describe_validation_error
-from ..domain.merge import InvalidEvent, observe
-from ..queue import QueueUnavailable, event_message
-from ..runtime import Runtime
-from .http import HttpError, allow_methods, cors_headers, json_response, parse_json, read_body, require_key
+from svyaz.adapters.queue import QueueUnavailable, event_message
+from svyaz.app.runtime import Runtime
+from svyaz.domain.events import Event, describe_validation_error
+from svyaz.domain.merge import InvalidEvent, observe
+from svyaz.entrypoints.http import (
+    HttpError,
+    allow_methods,
+    cors_headers,
+    json_response,
+    parse_json,
+    read_body,
+    require_key,
+)
 
 METHODS = "POST, OPTIONS"
 

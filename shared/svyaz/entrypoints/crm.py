@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import flask
 
-from ..channels import ChannelError, crm
-from ..runtime import Runtime
-from .http import allow_methods, channel_error, enqueue, json_response, parse_json, read_body, require_key
+from svyaz.app.runtime import Runtime
+from svyaz.channels import ChannelError, crm
+from svyaz.entrypoints.http import (
+    allow_methods,
+    channel_error,
+    enqueue,
+    json_response,
+    parse_json,
+    read_body,
+    require_key,
+)
 
 
 def handle(request: flask.Request, runtime: Runtime) -> flask.Response:

@@ -12,7 +12,7 @@ from typing import Any
 
 import flask
 
-from ..channels import secret_matches
+from svyaz.channels import secret_matches
 
 log = logging.getLogger("svyaz.http")
 
@@ -131,8 +131,8 @@ def enqueue(runtime: Any, events: list[Any], *, wait: bool = True) -> tuple[list
     """Queue channel events on the events topic. Events with nothing to stitch on are left out
     and reported (the sender gets 2xx: retrying would not help). ``wait=False`` hands them to
     the publisher's background batching (for requests a person waits on)."""
-    from ..domain.merge import InvalidEvent, observe
-    from ..queue import QueueUnavailable, event_message
+    from svyaz.adapters.queue import QueueUnavailable, event_message
+    from svyaz.domain.merge import InvalidEvent, observe
 
     queued, ignored = [], []
     for event in events:

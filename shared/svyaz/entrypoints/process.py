@@ -15,11 +15,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..domain.events import Event
-from ..domain.merge import InvalidEvent
-from ..domain.model import Outcome
-from ..queue import Message, outcome_message
-from ..runtime import Runtime
+from svyaz.adapters.queue import Message, outcome_message
+from svyaz.app.runtime import Runtime
+from svyaz.domain.events import Event
+from svyaz.domain.merge import InvalidEvent
+from svyaz.domain.model import Outcome
 
 log = logging.getLogger("svyaz.process")
 

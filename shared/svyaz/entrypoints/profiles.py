@@ -7,13 +7,13 @@ from datetime import datetime
 
 import flask
 
-from ..domain.model import Identifier
-from ..identity.normalize import Rejected, normalize
-from ..identity.policy import UnknownKind
-from ..queue import QueueUnavailable, erase_message
-from ..runtime import Runtime
-from ..views import history, profile_view, render_html, touchpoint_view
-from .http import HttpError, allow_methods, json_response, require_key, subpath
+from svyaz.adapters.queue import QueueUnavailable, erase_message
+from svyaz.app.runtime import Runtime
+from svyaz.app.views import history, profile_view, render_html, touchpoint_view
+from svyaz.domain.model import Identifier
+from svyaz.entrypoints.http import HttpError, allow_methods, json_response, require_key, subpath
+from svyaz.identity.normalize import Rejected, normalize
+from svyaz.identity.policy import UnknownKind
 
 PROFILE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_PAGE = 200

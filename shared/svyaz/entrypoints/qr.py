@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 
 import flask
 
-from ..channels import ChannelError, qr
-from ..runtime import Runtime
-from .http import HttpError, allow_methods, enqueue, subpath
+from svyaz.app.runtime import Runtime
+from svyaz.channels import ChannelError, qr
+from svyaz.entrypoints.http import HttpError, allow_methods, enqueue, subpath
 
 log = logging.getLogger("svyaz.qr")
 COOKIE_MAX_AGE = 2 * 365 * 24 * 3600

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import flask
 
-from ..channels import ChannelError, telegram
-from ..runtime import Runtime
-from .http import HttpError, allow_methods, channel_error, enqueue, json_response, parse_json, read_body
+from svyaz.app.runtime import Runtime
+from svyaz.channels import ChannelError, telegram
+from svyaz.entrypoints.http import (
+    HttpError,
+    allow_methods,
+    channel_error,
+    enqueue,
+    json_response,
+    parse_json,
+    read_body,
+)
 
 
 def handle(request: flask.Request, runtime: Runtime) -> flask.Response:

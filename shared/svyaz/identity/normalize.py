@@ -12,7 +12,7 @@ from collections.abc import Callable
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
-from .policy import Policy
+from svyaz.identity.policy import Policy
 
 
 class Rejected(ValueError):

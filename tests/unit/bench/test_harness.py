@@ -8,6 +8,8 @@ import threading
 
 import pytest
 
+from svyaz.adapters.store.base import Contention
+from svyaz.adapters.store.memory import MemoryStore
 from svyaz.bench import generate_population
 from svyaz.bench.harness import (
     MAX_FAILURES,
@@ -21,8 +23,6 @@ from svyaz.bench.harness import (
 from svyaz.bench.probe import ProbeStore
 from svyaz.cli import main
 from svyaz.domain.merge import InvalidEvent
-from svyaz.store.base import Contention
-from svyaz.store.memory import MemoryStore
 from tests.helpers import event
 
 CLASSES = ("no_change", "linking", "duplicate")

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from svyaz.app.config import Settings
 from svyaz.channels import ChannelError
 from svyaz.channels.whatsapp import extract_session_id, parse_webhook, verify_handshake, verify_signature
-from svyaz.config import Settings
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "channels"
 PATTERN = Settings().whatsapp_session_pattern

@@ -23,10 +23,10 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Response
 
-from . import runtime as runtime_module
-from .queue import LocalQueue, Message, PubSubPublisher, cloud_event_for, ensure_topics
+from svyaz.adapters.queue import LocalQueue, Message, PubSubPublisher, cloud_event_for, ensure_topics
+from svyaz.app import runtime as runtime_module
 
-log = logging.getLogger("svyaz.local")
+log = logging.getLogger("svyaz.dev.local")
 
 # Path prefix -> function target: the same layout a load balancer gives in production.
 ROUTES = {
@@ -45,7 +45,7 @@ MAX_ATTEMPTS = 5  # then the message is dead-lettered (kept in memory, reported)
 def functions_source() -> Path:
     """``functions/main.py`` of a source checkout, or ``main.py`` beside the package in the
     deployed archive."""
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]
     for candidate in (package.parents[1] / "functions" / "main.py", package.parent / "main.py"):
         if candidate.exists():
             return candidate

@@ -22,11 +22,11 @@ def _call(url: str, key: str, body: dict[str, Any] | None = None) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..demo import JOURNEYS
-    from ..local import LocalService
-    from ..runtime import build
-    from ..views import render_text
-    from .serve import development_defaults
+    from svyaz.app.runtime import build
+    from svyaz.app.views import render_text
+    from svyaz.cli.serve import development_defaults
+    from svyaz.dev.demo import JOURNEYS
+    from svyaz.dev.local import LocalService
 
     development_defaults()
     write_key = os.environ["SVYAZ_WRITE_KEYS"].split(",")[0]

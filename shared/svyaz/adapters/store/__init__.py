@@ -1,5 +1,5 @@
 """One store interface (``base.Store``), two implementations: in-memory and Firestore."""
 
-from .base import Contention, Store, StoreError
+from svyaz.adapters.store.base import Contention, Store, StoreError
 
 __all__ = ["Contention", "Store", "StoreError"]

@@ -46,9 +46,9 @@ def examples(url: str) -> str:
 def run(args: argparse.Namespace) -> int:
     filled = development_defaults()
     os.environ["SVYAZ_STORE"] = args.store
-    from ..config import ConfigError
-    from ..local import ROUTES, LocalService
-    from ..runtime import build
+    from svyaz.app.config import ConfigError
+    from svyaz.app.runtime import build
+    from svyaz.dev.local import ROUTES, LocalService
 
     try:
         rt = build()

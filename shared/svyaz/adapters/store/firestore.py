@@ -21,12 +21,21 @@ from google.cloud import firestore
 from google.cloud.firestore_v1 import transforms
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from ..domain.merge import Plan, Snapshot
-from ..domain.model import Identifier, IdentifierRecord, Outcome, Profile, Touchpoint, to_ms
-from .base import Contention, Decide, Duplicate, ErasureReport, FastWrite, Store, StoreError, gather_snapshot
-from .memory import erased_doc
+from svyaz.adapters.store.base import (
+    Contention,
+    Decide,
+    Duplicate,
+    ErasureReport,
+    FastWrite,
+    Store,
+    StoreError,
+    gather_snapshot,
+)
+from svyaz.adapters.store.memory import erased_doc
+from svyaz.domain.merge import Plan, Snapshot
+from svyaz.domain.model import Identifier, IdentifierRecord, Outcome, Profile, Touchpoint, to_ms
 
-log = logging.getLogger("svyaz.store.firestore")
+log = logging.getLogger("svyaz.adapters.store.firestore")
 
 # Errors after which the same transaction may succeed if tried again.
 RETRYABLE = (gexc.Aborted, gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.AlreadyExists)

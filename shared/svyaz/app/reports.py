@@ -17,8 +17,8 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
-from .domain.merge import order_value
-from .domain.model import Touchpoint
+from svyaz.domain.merge import order_value
+from svyaz.domain.model import Touchpoint
 
 By = Literal["first_touch", "last_touch"]
 BY: tuple[By, ...] = ("first_touch", "last_touch")

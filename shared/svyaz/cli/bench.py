@@ -30,7 +30,7 @@ def _positive(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bench.harness import BENCH_PROJECT, BenchConfig, format_report, open_store, run_bench
+    from svyaz.bench.harness import BENCH_PROJECT, BenchConfig, format_report, open_store, run_bench
 
     if args.store == "firestore" and not (args.emulator or os.environ.get("FIRESTORE_EMULATOR_HOST")):
         if not args.project:

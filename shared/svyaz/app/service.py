@@ -11,8 +11,9 @@ import logging
 import uuid
 from collections.abc import Callable
 
-from .domain.events import Event
-from .domain.merge import (
+from svyaz.adapters.store.base import Duplicate, FastWrite, Store, StoreError
+from svyaz.domain.events import Event
+from svyaz.domain.merge import (
     Observation,
     Plan,
     counter_increments,
@@ -24,11 +25,10 @@ from .domain.merge import (
     touch_update,
     touchpoint_for,
 )
-from .domain.model import Outcome
-from .identity.policy import Policy
-from .store.base import Duplicate, FastWrite, Store, StoreError
+from svyaz.domain.model import Outcome
+from svyaz.identity.policy import Policy
 
-log = logging.getLogger("svyaz.service")
+log = logging.getLogger("svyaz.app.service")
 ORDERS_SCANNED = 1000  # the latest touches of a profile searched for its orders
 FAST_PATH_ATTEMPTS = 3
 # Attributed page views on the fast path (first/last touch written under a revision precondition).

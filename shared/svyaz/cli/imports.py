@@ -10,10 +10,10 @@ from datetime import UTC
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import ConfigError
-    from ..imports import ImportFailed, default_via, open_source, parse_columns, run_import
-    from ..queue import LocalQueue
-    from ..runtime import build
+    from svyaz.adapters.queue import LocalQueue
+    from svyaz.app.config import ConfigError
+    from svyaz.app.runtime import build
+    from svyaz.imports import ImportFailed, default_via, open_source, parse_columns, run_import
 
     if args.store:
         os.environ["SVYAZ_STORE"] = args.store
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_report(done: list, rt, args: argparse.Namespace) -> str:
     """The attribution report over the days of the orders these imports carried."""
-    from .report import attribution_text
+    from svyaz.cli.reports import attribution_text
 
     times = [at for stats in done for at in (stats.first_order_at, stats.last_order_at) if at is not None]
     if not times:
@@ -80,7 +80,7 @@ def _run_report(done: list, rt, args: argparse.Namespace) -> str:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    from .report import parse_tz
+    from svyaz.cli.reports import parse_tz
 
     parser = commands.add_parser(
         "import",

@@ -38,7 +38,7 @@ def period(first: date, last: date, tz: tzinfo) -> tuple[datetime, datetime]:
 
 
 def attribution_text(store, first: date, last: date, tz: tzinfo, by: str, as_json: bool) -> str:
-    from ..reports import attribution
+    from svyaz.app.reports import attribution
 
     start, end = period(first, last, tz)
     report = attribution(store.touchpoints_between("order", start, end), by, start, end)  # type: ignore[arg-type]
@@ -53,8 +53,8 @@ def run_attribution(args: argparse.Namespace) -> int:
         return 2
     import os
 
-    from ..config import ConfigError
-    from ..runtime import build
+    from svyaz.app.config import ConfigError
+    from svyaz.app.runtime import build
 
     if args.store:
         os.environ["SVYAZ_STORE"] = args.store

@@ -7,12 +7,12 @@ import sys
 
 
 def link(args: argparse.Namespace) -> int:
-    from ..channels import ChannelError
-    from ..channels.telegram import deep_link
+    from svyaz.channels import ChannelError
+    from svyaz.channels.telegram import deep_link
 
     bot = args.bot
     if bot is None:
-        from ..config import Settings
+        from svyaz.app.config import Settings
 
         bot = Settings().telegram_bot_username
     try:

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .domain.events import Event
-from .domain.model import Outcome
+from svyaz.domain.events import Event
+from svyaz.domain.model import Outcome
 
-log = logging.getLogger("svyaz.queue")
+log = logging.getLogger("svyaz.adapters.queue")
 PUBSUB_EVENT_TYPE = "google.cloud.pubsub.topic.v1.messagePublished"
 
 

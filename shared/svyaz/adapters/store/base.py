@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..domain.merge import Plan, Snapshot
-from ..domain.model import Identifier, IdentifierRecord, Outcome, Profile, Touchpoint
+from svyaz.domain.merge import Plan, Snapshot
+from svyaz.domain.model import Identifier, IdentifierRecord, Outcome, Profile, Touchpoint
 
 Decide = Callable[[Snapshot], Plan]
 GONE = datetime(1970, 1, 1, tzinfo=UTC)

@@ -12,12 +12,12 @@ import threading
 from datetime import timedelta
 from functools import cached_property
 
-from .config import Settings
-from .identity.policy import Policy
-from .queue import LocalQueue, Publisher, PubSubPublisher
-from .service import IdentityService
-from .store.base import Store
-from .store.memory import MemoryStore
+from svyaz.adapters.queue import LocalQueue, Publisher, PubSubPublisher
+from svyaz.adapters.store.base import Store
+from svyaz.adapters.store.memory import MemoryStore
+from svyaz.app.config import Settings
+from svyaz.app.service import IdentityService
+from svyaz.identity.policy import Policy
 
 
 class Runtime:
@@ -42,7 +42,7 @@ class Runtime:
         settings = self.settings
         store: Store
         if settings.store == "firestore":
-            from .store.firestore import FirestoreStore
+            from svyaz.adapters.store.firestore import FirestoreStore
 
             store = FirestoreStore(
                 settings.pepper_bytes, project=settings.gcp_project, database=settings.firestore_database

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from .domain.events import Event
+from svyaz.domain.events import Event
 
 START = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
 

@@ -24,14 +24,14 @@ class QrCommandError(Exception):
 
 
 def _settings():
-    from ..config import Settings
+    from svyaz.app.config import Settings
 
     return Settings()
 
 
 def _check_target(target: str, allowed_hosts: list[str]) -> None:
     """Clear messages for the usual mistakes, before the signer's generic refusal."""
-    from ..channels.qr import target_allowed
+    from svyaz.channels.qr import target_allowed
 
     try:
         parts = urlsplit(target)
@@ -58,8 +58,8 @@ def _file_stem(store_id: str, campaign: str, offer: str) -> str:
 
 
 def create(args: argparse.Namespace) -> int:
-    from ..channels import ChannelError
-    from ..channels.qr import QrCode, landing_url, render, sign_code, verify_code
+    from svyaz.channels import ChannelError
+    from svyaz.channels.qr import QrCode, landing_url, render, sign_code, verify_code
 
     settings = _settings()
     key = settings.qr_signing_key.get_secret_value()

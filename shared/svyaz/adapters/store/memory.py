@@ -12,9 +12,17 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from ..domain.merge import Plan, Snapshot
-from ..domain.model import Identifier, IdentifierRecord, Outcome, Profile, Touchpoint, to_ms
-from .base import Decide, Duplicate, ErasureReport, FastWrite, Store, StoreError, gather_snapshot
+from svyaz.adapters.store.base import (
+    Decide,
+    Duplicate,
+    ErasureReport,
+    FastWrite,
+    Store,
+    StoreError,
+    gather_snapshot,
+)
+from svyaz.domain.merge import Plan, Snapshot
+from svyaz.domain.model import Identifier, IdentifierRecord, Outcome, Profile, Touchpoint, to_ms
 
 
 class MemoryStore(Store):

@@ -1,5 +1,5 @@
 """The ``svyaz`` command. Each feature registers its own subcommands (``register(commands)``)
-in its module under ``svyaz.commands``; this file only assembles them."""
+in its module under ``svyaz.cli``; this file only assembles them."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 # Feature modules, in the order their commands are listed by --help.
-COMMAND_MODULES = ("serve", "demo", "qr", "telegram", "imports", "report", "bench", "package")
+COMMAND_MODULES = ("serve", "demo", "qr", "telegram", "imports", "reports", "bench", "package")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
-        module_name = f"svyaz.commands.{name}"
+        module_name = f"svyaz.cli.{name}"
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:

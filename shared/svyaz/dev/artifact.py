@@ -3,7 +3,8 @@
 The archive holds what the Python 3.12 Cloud Functions runtime needs at its root:
 
 * ``main.py`` (copied from ``functions/main.py``: every entry point),
-* the ``svyaz/`` package (from ``shared/svyaz/``, without bytecode caches),
+* the ``svyaz/`` package (from ``shared/svyaz/``, without bytecode caches and without the
+  development tooling in ``TOOLING``: the CLI, the local service, benchmarks and imports),
 * ``requirements.txt``: the runtime dependencies of ``pyproject.toml`` pinned ``==`` to the versions
   installed here (the versions the test suite ran against), plus functions-framework.
 
@@ -29,6 +30,8 @@ FILE_MODE = 0o100644  # regular file, rw-r--r--
 FUNCTIONS_FRAMEWORK = "functions-framework"
 
 _EXCLUDED_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
+# Top-level entries of the package that only the command line uses: never deployed.
+TOOLING = frozenset({"cli", "dev", "bench", "imports", "imports.py"})
 _EXCLUDED_SUFFIXES = {".pyc", ".pyo"}
 # PEP 508: name, optional [extras], then version specifiers and/or ";" markers.
 _REQUIREMENT = re.compile(
@@ -115,8 +118,15 @@ def _parse(spec: str) -> tuple[str, str, str]:
 def _package_files(package_dir: pathlib.Path) -> list[pathlib.Path]:
     files = []
     for dirpath, dirnames, filenames in os.walk(package_dir):
-        dirnames[:] = sorted(d for d in dirnames if d not in _EXCLUDED_DIRS and not d.endswith(".egg-info"))
+        top = pathlib.Path(dirpath) == package_dir
+        dirnames[:] = sorted(
+            d
+            for d in dirnames
+            if d not in _EXCLUDED_DIRS and not d.endswith(".egg-info") and not (top and d in TOOLING)
+        )
         for filename in filenames:
+            if top and filename in TOOLING:
+                continue
             path = pathlib.Path(dirpath, filename)
             if path.suffix in _EXCLUDED_SUFFIXES or not path.is_file():
                 continue

@@ -8,8 +8,8 @@ import html
 from datetime import datetime
 from typing import Any
 
-from .domain.model import Profile, Touch, Touchpoint
-from .store.base import Store
+from svyaz.adapters.store.base import Store
+from svyaz.domain.model import Profile, Touch, Touchpoint
 
 
 def _iso(at: datetime | None) -> str | None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..deploy.artifact import build_function_source
+    from svyaz.dev.artifact import build_function_source
 
     path = build_function_source(Path(args.out))
     print(f"wrote {path} ({path.stat().st_size:,} bytes)")

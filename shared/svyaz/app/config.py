@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from .identity.policy import Policy
+from svyaz.identity.policy import Policy
 
 DEV_PEPPER = "svyaz-local-development-pepper"  # noqa: S105 - only accepted outside production
 

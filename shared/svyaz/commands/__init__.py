@@ -1,1 +1,0 @@
-"""Subcommands of ``svyaz``: one module per feature, each with ``register(commands)``."""
