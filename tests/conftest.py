@@ -1,5 +1,6 @@
-"""Test rings: unit tests first, then the contract suite on memory, then everything that needs
-the real emulators (marked ``emulator``; the session starts them once and stops them)."""
+"""Test rings: unit tests first, then the contract suite on memory, then the real browser (marked
+``browser``: Debian's Chromium through Playwright), then infra, then everything that needs the
+real emulators (marked ``emulator``; the session starts them once and stops them)."""
 
 from __future__ import annotations
 
@@ -20,11 +21,13 @@ PEPPER = b"test-pepper-0123456789abcdef0123456789"
 def _ring(item: pytest.Item) -> int:
     path = str(item.path)
     if item.get_closest_marker("emulator"):
-        return 3
+        return 4
     if "/unit/" in path:
         return 0
-    if "/infra/" in path:
+    if item.get_closest_marker("browser"):
         return 2
+    if "/infra/" in path:
+        return 3
     return 1
 
 
