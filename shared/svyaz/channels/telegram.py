@@ -3,7 +3,7 @@
 The site shows ``https://t.me/<bot>?start=<session id>``; the bot then receives a message whose
 text is ``/start <session id>``, which links the Telegram user to the browser session.
 Webhook authenticity: the ``X-Telegram-Bot-Api-Secret-Token`` header equals the secret given
-to ``setWebhook`` (:func:`verify_secret`). ``tg:<update_id>`` makes redeliveries idempotent.
+to ``setWebhook``. ``tg:<update_id>`` makes redeliveries idempotent.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from svyaz.channels import ChannelError, build_event, clip, from_unix, secret_matches
+from svyaz.channels import ChannelError, build_event, clip, from_unix
 from svyaz.domain.events import Context, Event
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name, not a secret
@@ -19,11 +19,6 @@ START_PAYLOAD = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 BOT_USERNAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{3,31}$")
 # "/start", "/start@my_bot", each optionally followed by a payload.
 _START = re.compile(r"^/start(?:@[A-Za-z0-9_]{1,64})?(?:\s+(\S+))?\s*$")
-
-
-def verify_secret(header: str | None, secret: str) -> bool:
-    """True when the secret-token header matches the configured secret (constant time)."""
-    return secret_matches(header, secret)
 
 
 def deep_link(bot_username: str, session_id: str) -> str:

@@ -8,26 +8,17 @@ import signal
 import sys
 import threading
 
-DEV_SECRETS = {
-    "SVYAZ_WRITE_KEYS": "dev-write-key",
-    "SVYAZ_API_KEYS": "dev-api-key",
-    "SVYAZ_CRM_KEYS": "dev-crm-key",
-    "SVYAZ_QR_SIGNING_KEY": "dev-qr-signing-key",
-    "SVYAZ_WHATSAPP_APP_SECRET": "dev-whatsapp-app-secret",
-    "SVYAZ_WHATSAPP_VERIFY_TOKEN": "dev-whatsapp-verify-token",
-    "SVYAZ_TELEGRAM_SECRET_TOKEN": "dev-telegram-secret",
-    "SVYAZ_CALLTRACKING_TOKEN": "dev-calltracking-token",
-    "SVYAZ_QR_ALLOWED_HOSTS": "shop.example,localhost,127.0.0.1",
-}
+from svyaz.entrypoints import registry
 
 
 def development_defaults() -> list[str]:
     """Fill unset secrets with fixed development values (never in production mode)."""
     if os.environ.get("SVYAZ_ENV", "development") == "production":
         return []
-    filled = [name for name in DEV_SECRETS if not os.environ.get(name)]
+    values = registry.development_values()
+    filled = [name for name in values if not os.environ.get(name)]
     for name in filled:
-        os.environ[name] = DEV_SECRETS[name]
+        os.environ[name] = values[name]
     return filled
 
 
@@ -48,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     os.environ["SVYAZ_STORE"] = args.store
     from svyaz.app.config import ConfigError
     from svyaz.app.runtime import build
-    from svyaz.dev.local import ROUTES, LocalService
+    from svyaz.dev.local import LocalService
 
     try:
         rt = build()
@@ -58,12 +49,13 @@ def run(args: argparse.Namespace) -> int:
     service = LocalService(args.host, args.port, rt).start()
     queue = type(rt.publisher).__name__
     print(f"svyaz serving on {service.url}  (store: {args.store}, queue: {queue})")
-    for prefix, target in ROUTES.items():
-        print(f"  {service.url}{prefix:<24} -> {target}")
+    for function in registry.FUNCTIONS:
+        for prefix in function.paths:
+            print(f"  {service.url}{prefix:<24} -> {function.target}")
     if filled:
         print(
             "Development secrets (set SVYAZ_* to change): "
-            + ", ".join(f"{n}={DEV_SECRETS[n]}" for n in filled)
+            + ", ".join(f"{n}={registry.development_values()[n]}" for n in filled)
         )
     print(examples(service.url))
     print("Ctrl-C stops; queued events are applied first.", flush=True)

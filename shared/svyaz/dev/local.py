@@ -19,25 +19,15 @@ from typing import Any
 
 import functions_framework
 from cloudevents.http import CloudEvent
-from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Response
 
 from svyaz.adapters.queue import LocalQueue, Message, PubSubPublisher, cloud_event_for, ensure_topics
 from svyaz.app import runtime as runtime_module
+from svyaz.entrypoints import registry
 
 log = logging.getLogger("svyaz.dev.local")
 
-# Path prefix -> function target: the same layout a load balancer gives in production.
-ROUTES = {
-    "/collect": "collect",
-    "/profiles": "profiles",
-    "/qr": "qr_landing",
-    "/webhooks/whatsapp": "whatsapp_webhook",
-    "/webhooks/telegram": "telegram_webhook",
-    "/webhooks/calltracking": "calltracking_webhook",
-    "/webhooks/crm": "crm_webhook",
-}
 LOCAL_SUBSCRIPTION = "svyaz-events-local"
 MAX_ATTEMPTS = 5  # then the message is dead-lettered (kept in memory, reported)
 
@@ -53,24 +43,21 @@ def functions_source() -> Path:
 
 
 def build_wsgi_app() -> Any:
+    """One functions-framework app per HTTP target of the registry, chosen by path prefix. The
+    function sees the whole path, as behind the production load balancer."""
     source = str(functions_source())
-    apps = {prefix: functions_framework.create_app(target, source) for prefix, target in ROUTES.items()}
+    targets = set(registry.routes().values())
+    apps = {target: functions_framework.create_app(target, source) for target in targets}
+    known = ", ".join(sorted(registry.routes(), key=len)).encode()
 
-    def not_found(environ: dict, start_response: Any) -> Any:
-        body = b'{"error": "not_found", "reason": "unknown path; see ' + ", ".join(ROUTES).encode() + b'"}'
-        return Response(body, 404, mimetype="application/json")(environ, start_response)
+    def dispatch(environ: dict, start_response: Any) -> Any:
+        target = registry.route(environ.get("PATH_INFO") or "/")
+        if target is None:
+            body = b'{"error": "not_found", "reason": "unknown path; see ' + known + b'"}'
+            return Response(body, 404, mimetype="application/json")(environ, start_response)
+        return apps[target](environ, start_response)
 
-    return DispatcherMiddleware(not_found, {prefix: _mounted(app) for prefix, app in apps.items()})
-
-
-def _mounted(app: Any) -> Any:
-    """``/collect`` itself reaches the function as ``/`` (as on its own URL), not as a redirect."""
-
-    def wsgi(environ: dict, start_response: Any) -> Any:
-        environ["PATH_INFO"] = environ.get("PATH_INFO") or "/"
-        return app(environ, start_response)
-
-    return wsgi
+    return dispatch
 
 
 def _process_event_function() -> Any:

@@ -6,24 +6,16 @@ from __future__ import annotations
 import flask
 
 from svyaz.app.runtime import Runtime
-from svyaz.channels import ChannelError, calltracking
-from svyaz.entrypoints.http import (
-    HttpError,
-    allow_methods,
-    channel_error,
-    enqueue,
-    json_response,
-    parse_json,
-    read_body,
-)
+from svyaz.channels import calltracking
+from svyaz.entrypoints.http import HttpError, parse_json
+from svyaz.entrypoints.webhook import SharedSecret, receive
 
 TOKEN_HEADER = "X-Svyaz-Token"  # noqa: S105 - a header name, not a secret
 
 
-def _fields(request: flask.Request, limit: int) -> dict[str, str]:
+def _fields(request: flask.Request, raw: bytes) -> dict[str, str]:
     fields = {k: v for k, v in request.args.items() if k != "token"}
     if request.method == "POST":
-        raw = read_body(request, limit)
         if request.mimetype == "application/json":
             body = parse_json(raw)
             if not isinstance(body, dict):
@@ -40,19 +32,15 @@ def _fields(request: flask.Request, limit: int) -> dict[str, str]:
     return fields
 
 
-def handle(request: flask.Request, runtime: Runtime) -> flask.Response:
+TOKEN = SharedSecret("calltracking_token", "call-tracking token", header=TOKEN_HEADER, param="token")
+
+
+def _parse(request: flask.Request, raw: bytes, runtime: Runtime) -> list:
     settings = runtime.settings
-    allow_methods(request, "GET", "POST")
-    expected = settings.calltracking_token.get_secret_value()
-    if not expected:
-        raise HttpError(503, "not_configured", "no call-tracking token is configured")
-    given = request.headers.get(TOKEN_HEADER) or request.args.get("token")
-    if not calltracking.verify_token(given, expected):
-        raise HttpError(401, "unauthorized", f"a valid token is required (?token= or {TOKEN_HEADER})")
-    try:
-        field_map = {**calltracking.DEFAULT_FIELD_MAP, **settings.calltracking_field_map}
-        event = calltracking.parse_call(_fields(request, settings.max_body_bytes), field_map)
-    except ChannelError as exc:
-        raise channel_error(exc) from None
-    queued, ignored = enqueue(runtime, [event])  # callId is the event id: redeliveries dedupe
-    return json_response({"queued": queued, "ignored": ignored})
+    field_map = {**calltracking.DEFAULT_FIELD_MAP, **settings.calltracking_field_map}
+    # callId is the event id: redeliveries dedupe
+    return [calltracking.parse_call(_fields(request, raw), field_map)]
+
+
+def handle(request: flask.Request, runtime: Runtime) -> flask.Response:
+    return receive(request, runtime, methods=("GET", "POST"), authentication=TOKEN, parse=_parse)

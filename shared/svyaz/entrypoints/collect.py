@@ -8,16 +8,17 @@ from typing import Any
 import flask
 from pydantic import ValidationError
 
-from svyaz.adapters.queue import QueueUnavailable, event_message
 from svyaz.app.runtime import Runtime
 from svyaz.domain.events import Event, describe_validation_error
 from svyaz.domain.merge import InvalidEvent, observe
 from svyaz.entrypoints.http import (
     HttpError,
     allow_methods,
+    answer_with,
     cors_headers,
     json_response,
     parse_json,
+    publish,
     read_body,
     require_key,
 )
@@ -70,28 +71,19 @@ def validate_events(items: list[Any], runtime: Runtime) -> tuple[list[Event], li
 
 def handle(request: flask.Request, runtime: Runtime) -> flask.Response:
     settings = runtime.settings
-    cors = cors_headers(request, METHODS)
+    cors = answer_with(cors_headers(request, METHODS))  # on errors too, or the browser hides them
     if request.method == "OPTIONS":
         return flask.Response(status=204, headers=cors)
-    try:
-        allow_methods(request, "POST")
-        require_key(request, settings.write_keys, "write key")
-        body = parse_json(read_body(request, settings.max_body_bytes))
-        items = body.get("batch") if isinstance(body, dict) and "batch" in body else [body]
-        if not isinstance(items, list) or not items:
-            raise HttpError(400, "invalid_event", "batch must be a non-empty list of events")
-        if len(items) > settings.max_batch_events:
-            raise HttpError(413, "too_large", f"at most {settings.max_batch_events} events per request")
-        events, warnings = validate_events(items, runtime)
-        try:
-            runtime.publisher.publish(settings.events_topic, [event_message(e) for e in events])
-        except QueueUnavailable as exc:
-            error = HttpError(503, "queue_unavailable", "events could not be queued; retry later")
-            error.headers["Retry-After"] = "5"
-            raise error from exc
-    except HttpError as exc:
-        exc.headers.update(cors)
-        raise
+    allow_methods(request, "POST")
+    require_key(request, settings.write_keys, "write key")
+    body = parse_json(read_body(request, settings.max_body_bytes))
+    items = body.get("batch") if isinstance(body, dict) and "batch" in body else [body]
+    if not isinstance(items, list) or not items:
+        raise HttpError(400, "invalid_event", "batch must be a non-empty list of events")
+    if len(items) > settings.max_batch_events:
+        raise HttpError(413, "too_large", f"at most {settings.max_batch_events} events per request")
+    events, warnings = validate_events(items, runtime)
+    publish(runtime, events)
     body = {"accepted": [e.event_id for e in events]}
     if warnings:
         body["warnings"] = warnings

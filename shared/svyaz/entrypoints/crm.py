@@ -5,25 +5,16 @@ from __future__ import annotations
 import flask
 
 from svyaz.app.runtime import Runtime
-from svyaz.channels import ChannelError, crm
-from svyaz.entrypoints.http import (
-    allow_methods,
-    channel_error,
-    enqueue,
-    json_response,
-    parse_json,
-    read_body,
-    require_key,
-)
+from svyaz.channels import crm
+from svyaz.entrypoints.http import parse_json
+from svyaz.entrypoints.webhook import BearerKey, receive
+
+KEY = BearerKey("crm_keys", "CRM key")
+
+
+def _parse(request: flask.Request, raw: bytes, runtime: Runtime) -> list:
+    return crm.parse_orders(parse_json(raw))
 
 
 def handle(request: flask.Request, runtime: Runtime) -> flask.Response:
-    settings = runtime.settings
-    allow_methods(request, "POST")
-    require_key(request, settings.crm_keys, "CRM key")
-    try:
-        events = crm.parse_orders(parse_json(read_body(request, settings.max_body_bytes)))
-    except ChannelError as exc:
-        raise channel_error(exc) from None
-    queued, ignored = enqueue(runtime, events)
-    return json_response({"queued": queued, "ignored": ignored}, 202)
+    return receive(request, runtime, methods=("POST",), authentication=KEY, parse=_parse, status=202)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -39,9 +38,17 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     return response
 
 
+def answer_with(headers: dict[str, str]) -> dict[str, str]:
+    """Headers every answer of this request carries, errors included (CORS: without them a
+    browser hides the error from the page). Returns them for the success answer."""
+    flask.g.svyaz_answer_headers = headers
+    return headers
+
+
 def endpoint(handler: Callable[[flask.Request], flask.Response]) -> Callable[[flask.Request], flask.Response]:
-    """Errors in one place: ``HttpError`` becomes its JSON answer; anything else is logged (type
-    only, the message may hold personal data) and answered 500 without details."""
+    """Errors in one place: ``HttpError`` becomes its JSON answer; anything else is logged with
+    its stack (the exception's message is left out: it may quote personal data) and answered 500
+    without details."""
 
     @functools.wraps(handler)
     def wrapped(request: flask.Request) -> flask.Response:
@@ -49,13 +56,31 @@ def endpoint(handler: Callable[[flask.Request], flask.Response]) -> Callable[[fl
             return handler(request)
         except HttpError as exc:
             body = {"error": exc.error, "reason": exc.reason, **exc.extra}
-            return json_response(body, exc.status, exc.headers)
+            return json_response(body, exc.status, {**_answer_headers(), **exc.headers})
         except Exception:
-            kind = sys.exc_info()[0]
-            log.exception("unhandled error in %s: %s", handler.__name__, getattr(kind, "__name__", kind))
-            return json_response({"error": "internal", "reason": "internal error"}, 500)
+            log.exception("unhandled error in %s", handler.__name__)
+            return json_response({"error": "internal", "reason": "internal error"}, 500, _answer_headers())
 
     return wrapped
+
+
+def background(handler: Callable[..., None]) -> Callable[..., None]:
+    """The same for an event-triggered function: a failure is logged with its stack and raised
+    again, so the platform redelivers the message (poison messages are acknowledged inside)."""
+
+    @functools.wraps(handler)
+    def wrapped(*args: Any) -> None:
+        try:
+            handler(*args)
+        except Exception:
+            log.exception("delivery failed in %s; it will be redelivered", handler.__name__)
+            raise
+
+    return wrapped
+
+
+def _answer_headers() -> dict[str, str]:
+    return getattr(flask.g, "svyaz_answer_headers", {}) if flask.has_request_context() else {}
 
 
 def bearer_token(request: flask.Request) -> str | None:
@@ -127,11 +152,26 @@ def subpath(request: flask.Request, prefix: str) -> str:
     return path or "/"
 
 
-def enqueue(runtime: Any, events: list[Any], *, wait: bool = True) -> tuple[list[str], list[dict[str, str]]]:
-    """Queue channel events on the events topic. Events with nothing to stitch on are left out
-    and reported (the sender gets 2xx: retrying would not help). ``wait=False`` hands them to
-    the publisher's background batching (for requests a person waits on)."""
+def publish(runtime: Any, events: list[Any], *, wait: bool = True) -> None:
+    """Put events on the events topic; a queue that is down is a 503 the sender retries.
+    ``wait=False`` hands them to the publisher's background batching."""
     from svyaz.adapters.queue import QueueUnavailable, event_message
+
+    messages = [event_message(e) for e in events]
+    try:
+        if wait:
+            runtime.publisher.publish(runtime.settings.events_topic, messages)
+        else:
+            runtime.publisher.publish_nowait(runtime.settings.events_topic, messages)
+    except QueueUnavailable:
+        error = HttpError(503, "queue_unavailable", "events could not be queued; retry later")
+        error.headers["Retry-After"] = "5"
+        raise error from None
+
+
+def enqueue(runtime: Any, events: list[Any], *, wait: bool = True) -> tuple[list[str], list[dict[str, str]]]:
+    """Queue channel events. Events with nothing to stitch on are left out and reported (the
+    sender gets 2xx: retrying would not help)."""
     from svyaz.domain.merge import InvalidEvent, observe
 
     queued, ignored = [], []
@@ -142,16 +182,7 @@ def enqueue(runtime: Any, events: list[Any], *, wait: bool = True) -> tuple[list
             ignored.append({"event_id": event.event_id, "reason": str(exc)})
             continue
         queued.append(event)
-    messages = [event_message(e) for e in queued]
-    try:
-        if wait:
-            runtime.publisher.publish(runtime.settings.events_topic, messages)
-        else:
-            runtime.publisher.publish_nowait(runtime.settings.events_topic, messages)
-    except QueueUnavailable:
-        error = HttpError(503, "queue_unavailable", "events could not be queued; retry later")
-        error.headers["Retry-After"] = "5"
-        raise error from None
+    publish(runtime, queued, wait=wait)
     return [e.event_id for e in queued], ignored
 
 

@@ -5,33 +5,23 @@ from __future__ import annotations
 import flask
 
 from svyaz.app.runtime import Runtime
-from svyaz.channels import ChannelError, telegram
-from svyaz.entrypoints.http import (
-    HttpError,
-    allow_methods,
-    channel_error,
-    enqueue,
-    json_response,
-    parse_json,
-    read_body,
+from svyaz.channels import telegram
+from svyaz.entrypoints.http import HttpError, parse_json
+from svyaz.entrypoints.webhook import SharedSecret, receive
+
+SECRET = SharedSecret(
+    "telegram_secret_token", "Telegram secret token", header="X-Telegram-Bot-Api-Secret-Token"
 )
 
 
-def handle(request: flask.Request, runtime: Runtime) -> flask.Response:
-    settings = runtime.settings
-    allow_methods(request, "POST")
-    secret = settings.telegram_secret_token.get_secret_value()
-    if not secret:
-        raise HttpError(503, "not_configured", "no Telegram secret token is configured")
-    if not telegram.verify_secret(request.headers.get("X-Telegram-Bot-Api-Secret-Token"), secret):
-        raise HttpError(401, "unauthorized", "X-Telegram-Bot-Api-Secret-Token is missing or wrong")
-    update = parse_json(read_body(request, settings.max_body_bytes))
+def _parse(request: flask.Request, raw: bytes, runtime: Runtime) -> list:
+    update = parse_json(raw)
     if not isinstance(update, dict):
         raise HttpError(400, "invalid_payload", "an update must be a JSON object")
-    try:
-        event = telegram.parse_update(update)
-    except ChannelError as exc:
-        raise channel_error(exc) from None
     # update_id is the event id: Telegram's redeliveries are duplicates the pipeline ignores.
-    queued, ignored = enqueue(runtime, [event] if event else [])
-    return json_response({"queued": queued, "ignored": ignored})
+    event = telegram.parse_update(update)
+    return [event] if event else []
+
+
+def handle(request: flask.Request, runtime: Runtime) -> flask.Response:
+    return receive(request, runtime, methods=("POST",), authentication=SECRET, parse=_parse)

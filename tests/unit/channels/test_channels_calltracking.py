@@ -6,7 +6,8 @@ from urllib.parse import parse_qs, parse_qsl
 import pytest
 
 from svyaz.channels import ChannelError
-from svyaz.channels.calltracking import DEFAULT_FIELD_MAP, parse_call, parse_time, verify_token
+from svyaz.channels import secret_matches as verify_token
+from svyaz.channels.calltracking import DEFAULT_FIELD_MAP, parse_call, parse_time
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "channels"
 

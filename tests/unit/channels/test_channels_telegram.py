@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from svyaz.channels import ChannelError
-from svyaz.channels.telegram import START_PAYLOAD, deep_link, parse_update, verify_secret
+from svyaz.channels import secret_matches as verify_secret
+from svyaz.channels.telegram import START_PAYLOAD, deep_link, parse_update
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "channels"
 

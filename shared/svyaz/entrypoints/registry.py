@@ -1,0 +1,160 @@
+"""The one list of svyaz's functions and the paths they answer.
+
+Everything else is derived from it: the Cloud Functions targets of ``functions/main.py``, the
+routes of ``svyaz serve``, the secrets each deployed function checks at start-up, the development
+values ``svyaz serve`` fills in, and (checked by ``tests/infra``) the Terraform function table.
+
+A new webhook channel is its parser in ``svyaz.channels``, its entry point (a ``handle`` built on
+``svyaz.entrypoints.webhook``) and one ``Function`` entry here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class Function:
+    target: str  # the Cloud Functions entry point (a name in functions/main.py)
+    handler: str  # "module:function" under svyaz.entrypoints, imported when first used
+    doc: str  # one line, shown by `svyaz serve` and the docs
+    paths: tuple[str, ...] = ()  # path prefixes on the brand's domain (the load balancer) and locally
+    trigger: Literal["http", "pubsub"] = "http"
+    settings: tuple[str, ...] = ()  # settings fields a deployed function refuses to start without
+    development: dict[str, str] = field(default_factory=dict)  # SVYAZ_* values `svyaz serve` fills in
+    public: bool = True  # anyone may invoke it (it authenticates senders itself)
+    publishes_to: tuple[str, ...] = ("events",)  # topics (keys of local.topics in infra/pubsub.tf)
+    project_roles: tuple[str, ...] = ()
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The environment variables (Secret Manager secrets in production) behind ``settings``."""
+        return tuple(f"SVYAZ_{name.upper()}" for name in self.settings)
+
+    def load(self) -> Callable[..., Any]:
+        module, _, name = self.handler.partition(":")
+        return getattr(importlib.import_module(f"svyaz.entrypoints.{module}"), name)
+
+
+FUNCTIONS: tuple[Function, ...] = (
+    Function(
+        "collect",
+        "collect:handle",
+        "web and app events: checks the sender's write key, queues the events",
+        paths=("/collect",),
+        settings=("write_keys",),
+        development={"SVYAZ_WRITE_KEYS": "dev-write-key"},
+    ),
+    Function(
+        "process_event",
+        "process:handle_cloud_event",
+        "applies queued events to the identity graph (Pub/Sub push from the events topic)",
+        trigger="pubsub",
+        settings=("pepper",),
+        public=False,
+        publishes_to=("profile_updates",),
+        project_roles=("roles/datastore.user",),
+    ),
+    Function(
+        "profiles",
+        "profiles:handle",
+        "profile read API and erasure requests (queued on the events topic)",
+        paths=("/profiles",),
+        settings=("api_keys", "pepper"),
+        development={"SVYAZ_API_KEYS": "dev-api-key"},
+        project_roles=("roles/datastore.viewer",),
+    ),
+    Function(
+        "qr_landing",
+        "qr:handle",
+        "QR / NFC landing in offline stores: records the visit, redirects",
+        paths=("/qr",),
+        settings=("qr_signing_key",),
+        development={
+            "SVYAZ_QR_SIGNING_KEY": "dev-qr-signing-key",
+            "SVYAZ_QR_ALLOWED_HOSTS": "shop.example,localhost,127.0.0.1",
+        },
+    ),
+    Function(
+        "whatsapp_webhook",
+        "whatsapp:handle",
+        "WhatsApp Business Cloud API webhook",
+        paths=("/webhooks/whatsapp",),
+        settings=("whatsapp_app_secret", "whatsapp_verify_token"),
+        development={
+            "SVYAZ_WHATSAPP_APP_SECRET": "dev-whatsapp-app-secret",
+            "SVYAZ_WHATSAPP_VERIFY_TOKEN": "dev-whatsapp-verify-token",
+        },
+    ),
+    Function(
+        "telegram_webhook",
+        "telegram:handle",
+        "Telegram bot webhook (/start deep links)",
+        paths=("/webhooks/telegram",),
+        settings=("telegram_secret_token",),
+        development={"SVYAZ_TELEGRAM_SECRET_TOKEN": "dev-telegram-secret"},
+    ),
+    Function(
+        "calltracking_webhook",
+        "calltracking:handle",
+        "call-tracking webhooks (Calltouch and peers)",
+        paths=("/webhooks/calltracking",),
+        settings=("calltracking_token",),
+        development={"SVYAZ_CALLTRACKING_TOKEN": "dev-calltracking-token"},
+    ),
+    Function(
+        "crm_webhook",
+        "crm:handle",
+        "CRM deals and store-till orders",
+        paths=("/webhooks/crm",),
+        settings=("crm_keys",),
+        development={"SVYAZ_CRM_KEYS": "dev-crm-key"},
+    ),
+)
+
+BY_TARGET: dict[str, Function] = {f.target: f for f in FUNCTIONS}
+
+
+def routes() -> dict[str, str]:
+    """Path prefix -> target, longest prefix first (the order a router must try them in)."""
+    pairs = [(path, f.target) for f in FUNCTIONS for path in f.paths]
+    return dict(sorted(pairs, key=lambda pair: -len(pair[0])))
+
+
+def route(path: str) -> str | None:
+    """The target serving ``path``, by longest matching prefix."""
+    for prefix, target in routes().items():
+        if path == prefix or path.startswith(prefix + "/"):
+            return target
+    return None
+
+
+def cloud_function(function: Function) -> Callable[..., Any]:
+    """The functions-framework target for ``function``: its entry point with the process's
+    runtime, inside the one error and logging handler."""
+    import functions_framework
+
+    from svyaz.app import runtime
+    from svyaz.entrypoints.http import background, endpoint
+
+    handler = function.load()
+    if function.trigger == "pubsub":
+
+        def deliver(cloud_event: Any) -> None:
+            handler(cloud_event.data, cloud_event["id"], runtime.current())
+
+        deliver.__name__ = function.target
+        return functions_framework.cloud_event(background(deliver))
+
+    def serve(request: Any) -> Any:
+        return handler(request, runtime.current())
+
+    serve.__name__ = function.target
+    return functions_framework.http(endpoint(serve))
+
+
+def development_values() -> dict[str, str]:
+    return {name: value for f in FUNCTIONS for name, value in f.development.items()}
