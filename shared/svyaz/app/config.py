@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     firestore_database: str = "(default)"
     events_topic: str = "svyaz-events"
     profile_updates_topic: str = "svyaz-profile-updates"
+    # Touchpoints for the warehouse (a BigQuery subscription writes them to a table).
+    touchpoints_topic: str = "svyaz-touchpoints"
     policy_file: str | None = None
 
     # Secrets: comma-separated key lists; each sender gets its own key so one can be revoked.
@@ -64,6 +66,14 @@ class Settings(BaseSettings):
     max_batch_events: int = Field(default=500, ge=1)
     idempotency_ttl_days: int = Field(default=7, ge=1)
     s3_endpoint_url: str | None = None
+
+    # Offline conversions for the ad systems (`svyaz export conversions`, export_conversions).
+    metrica_counter_id: str = ""
+    metrica_oauth_token: SecretStr = SecretStr("")
+    metrica_goal: str = "offline_order"  # the JavaScript-event goal's identifier in Metrica
+    metrica_api_url: str = "https://api-metrika.yandex.net"
+    google_ads_conversion_name: str = "Offline order"
+    export_lookback_days: int = Field(default=7, ge=1, le=60)  # the scheduled run's window
 
     @field_validator("write_keys", "api_keys", "crm_keys", "qr_allowed_hosts", mode="before")
     @classmethod

@@ -12,6 +12,7 @@ import threading
 from datetime import timedelta
 from functools import cached_property
 
+from svyaz.adapters.ledger import FirestoreLedger, Ledger, MemoryLedger
 from svyaz.adapters.queue import LocalQueue, Publisher, PubSubPublisher
 from svyaz.adapters.store.base import Store
 from svyaz.adapters.store.memory import MemoryStore
@@ -51,6 +52,15 @@ class Runtime:
             store = MemoryStore(settings.pepper_bytes)
         store.idempotency_ttl = timedelta(days=settings.idempotency_ttl_days)
         return store
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        """The export ledger, next to the store's data (the same Firestore database)."""
+        store = self.store
+        client = getattr(store, "client", None)
+        if client is not None:  # a FirestoreStore
+            return FirestoreLedger(self.settings.pepper_bytes, client)
+        return MemoryLedger(self.settings.pepper_bytes)
 
     @cached_property
     def service(self) -> IdentityService:

@@ -23,19 +23,26 @@ def _call(url: str, key: str, body: dict[str, Any] | None = None) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from svyaz.app.runtime import build
-    from svyaz.app.views import render_text
     from svyaz.cli.serve import development_defaults
+
+    development_defaults()
+    os.environ["SVYAZ_STORE"] = getattr(args, "store", None) or "memory"
+    return run_on(build())
+
+
+def run_on(runtime) -> int:
+    """The demo on a given runtime (its store keeps the journeys for later commands)."""
+    from svyaz.app.views import render_text
     from svyaz.dev.demo import JOURNEYS
     from svyaz.dev.local import LocalService
 
-    development_defaults()
     write_key = os.environ["SVYAZ_WRITE_KEYS"].split(",")[0]
     api_key = os.environ["SVYAZ_API_KEYS"].split(",")[0]
-    os.environ["SVYAZ_STORE"] = "memory"
-    service = LocalService("127.0.0.1", 0, build(), quiet=True).start()
+    service = LocalService("127.0.0.1", 0, runtime, quiet=True).start()
     logging.getLogger("svyaz").setLevel(logging.WARNING)  # the demo prints its own story
     try:
-        print(f"local service on {service.url} (in-memory store)\n")
+        where = "in-memory store" if runtime.settings.store == "memory" else "Firestore"
+        print(f"local service on {service.url} ({where})\n")
         for name, journey in JOURNEYS.items():
             print(f"== {name}: POST {service.url}/collect")
             for event in journey():
@@ -61,5 +68,12 @@ def run(args: argparse.Namespace) -> int:
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "demo", help="send the two customer journeys of the seed through a local service"
+    )
+    parser.add_argument(
+        "--store",
+        choices=["memory", "firestore"],
+        default=None,
+        help="memory (default: gone when the demo ends) or firestore (the emulator when "
+        "FIRESTORE_EMULATOR_HOST is set): keeps the journeys for `svyaz report` / `svyaz export`",
     )
     parser.set_defaults(run=run)

@@ -1,0 +1,227 @@
+"""`svyaz export conversions` after the demo's journeys, the export ledger (nothing exported
+twice), erased customers, and the upload to a local stand-in of Metrica's management API."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import email.parser
+import email.policy
+import io
+import json
+import threading
+from datetime import UTC, date, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from svyaz.adapters.queue import LocalQueue
+from svyaz.adapters.store.memory import MemoryStore
+from svyaz.app import runtime
+from svyaz.app.config import Settings
+from svyaz.cli import demo, exports
+from svyaz.cli.serve import development_defaults
+from svyaz.domain.model import Identifier
+from svyaz.exports.metrica import MetricaClient, MetricaError
+from svyaz.exports.service import export
+from tests.conftest import PEPPER
+
+EKATERINA_YM = "1702385561118374409"
+VASILY_YM = "1681971876942937034"
+TOKEN, COUNTER = "y0_test-oauth-token", "12606739"
+
+
+@pytest.fixture
+def demo_runtime(monkeypatch):
+    """A runtime on one memory store with the demo's two journeys applied through the real
+    HTTP endpoints (what `svyaz demo --store firestore` leaves in Firestore)."""
+    for name in ("SVYAZ_WRITE_KEYS", "SVYAZ_API_KEYS"):
+        monkeypatch.delenv(name, raising=False)
+    development_defaults()
+    rt = runtime.build(Settings(), store=MemoryStore(PEPPER), publisher=LocalQueue())
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert demo.run_on(rt) == 0
+    yield rt
+    runtime.install(None)
+
+
+def args(tmp_path, target="metrica", **extra) -> argparse.Namespace:
+    base = dict(target=target, first=date(2026, 11, 1), last=date(2026, 11, 30), tz=UTC, out=str(tmp_path))
+    return argparse.Namespace(**(base | {"again": False, "json": False} | extra))
+
+
+def run_export(rt, tmp_path, capsys, **extra) -> str:
+    assert exports.export_with(rt, args(tmp_path, **extra)) == 0
+    return capsys.readouterr().out
+
+
+def test_after_the_demo_metrica_gets_ekaterinas_showroom_order_by_her_client_id(
+    demo_runtime, tmp_path, capsys
+):
+    out = run_export(demo_runtime, tmp_path, capsys)
+    csv_text = (tmp_path / "metrica-orders-2026-11-01_2026-11-30.csv").read_text()
+    lines = csv_text.splitlines()
+    assert lines[0] == "ClientId,Target,DateTime,Price,Currency"
+    showroom = int(datetime(2026, 11, 10, 10, 14, 24, tzinfo=UTC).timestamp())
+    assert f"{EKATERINA_YM},offline_order,{showroom},129000.00,RUB" in lines
+    assert any(line.startswith(f"{VASILY_YM},offline_order,") for line in lines)
+    # The showroom sale is credited to the VK campaign that brought her (first touch).
+    s77 = next(line for line in out.splitlines() if line.strip().startswith("S-77"))
+    assert "store" in s77 and "vk / social / kitchens-promo |" in s77
+    # No phone, e-mail or name in the Metrica file.
+    assert "7916" not in csv_text and "@" not in csv_text
+
+
+def test_a_rerun_exports_nothing_twice(demo_runtime, tmp_path, capsys):
+    run_export(demo_runtime, tmp_path / "first", capsys)
+    out = run_export(demo_runtime, tmp_path / "again", capsys)
+    assert "exported: 0; exported before: 2; refused: 0" in out
+    assert list((tmp_path / "again").glob("*.csv")) == []
+    out = run_export(demo_runtime, tmp_path / "forced", capsys, again=True)
+    assert "exported: 2; exported before: 0" in out
+
+
+def test_google_ads_file_carries_hashes_only(demo_runtime, tmp_path, capsys):
+    run_export(demo_runtime, tmp_path, capsys, target="google-ads")
+    text = (tmp_path / "google-ads-enhanced-2026-11-01_2026-11-30.csv").read_text()
+    assert text.startswith("Parameters:TimeZone=+0000\nEmail,Phone Number,Conversion Name,")
+    assert "+7916" not in text and "example.ru" not in text.lower() and len(text.splitlines()) == 4
+
+
+def test_an_erased_customer_is_never_exported_after_the_erasure(demo_runtime, tmp_path, capsys):
+    katya = demo_runtime.store.lookup(Identifier("ym_client_id", EKATERINA_YM))
+    demo_runtime.store.erase(katya.profile_id)
+    run_export(demo_runtime, tmp_path, capsys, again=True)
+    text = (tmp_path / "metrica-orders-2026-11-01_2026-11-30.csv").read_text()
+    assert EKATERINA_YM not in text and VASILY_YM in text
+
+
+# --------------------------------------------------------------------------- the upload
+
+
+class MetricaStandIn(BaseHTTPRequestHandler):
+    """Answers as the documented endpoint does: POST .../offline_conversions/upload with the
+    OAuth header and a multipart `file` part -> 200 {"uploading": {...}}; else 4xx with a JSON
+    error ({"errors": [...], "code": ..., "message": ...})."""
+
+    received: list[dict] = []
+    fail_with: int | None = None
+
+    def log_message(self, *args):  # quiet
+        pass
+
+    def _answer(self, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self):  # noqa: N802
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if self.headers.get("Authorization") != f"OAuth {TOKEN}":
+            return self._answer(403, {"code": 403, "message": "Access is denied"})
+        if self.fail_with:
+            return self._answer(
+                self.fail_with, {"code": self.fail_with, "message": "Temporarily unavailable"}
+            )
+        head = f"Content-Type: {self.headers['Content-Type']}\r\n\r\n".encode()
+        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
+        parts = [
+            p for p in message.iter_parts() if p.get_param("name", header="content-disposition") == "file"
+        ]
+        if message.get_content_type() != "multipart/form-data" or len(parts) != 1:
+            return self._answer(400, {"code": 400, "message": "Expected multipart/form-data with a file"})
+        part = parts[0]
+        csv_text = part.get_payload(decode=True).decode()
+        self.received.append(
+            {
+                "path": self.path,
+                "filename": part.get_filename(),
+                "type": part.get_content_type(),
+                "csv": csv_text,
+            }
+        )
+        lines = csv_text.strip().splitlines()
+        uploading = {
+            "id": len(self.received),
+            "create_time": "2026-12-01T03:00:00Z",
+            "source_quantity": len(lines) - 1,
+            "line_quantity": len(lines) - 1,
+            "comment": "svyaz",
+            "type": "BASIC",
+            "status": "UPLOADED",
+        }
+        return self._answer(200, {"uploading": uploading})
+
+
+@pytest.fixture
+def metrica():
+    MetricaStandIn.received = []
+    MetricaStandIn.fail_with = None
+    server = ThreadingHTTPServer(("127.0.0.1", 0), MetricaStandIn)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}", MetricaStandIn
+    server.shutdown()
+    server.server_close()
+
+
+def period():
+    return datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC)
+
+
+def test_the_upload_posts_the_file_as_documented(demo_runtime, metrica):
+    url, stand_in = metrica
+    uploader = MetricaClient(TOKEN, COUNTER, url).uploader("svyaz daily export")
+    run = export(
+        demo_runtime.store, demo_runtime.ledger, "metrica", *period(), datetime.now(UTC), uploader=uploader
+    )
+    assert run.exported == 2 and run.failed == 0
+    (request,) = stand_in.received  # no calls in the demo: only the orders file
+    assert (
+        request["path"]
+        == f"/management/v1/counter/{COUNTER}/offline_conversions/upload?comment=svyaz+daily+export"
+    )
+    assert request["filename"] == "data.csv" and request["type"] == "text/csv"
+    assert request["csv"].splitlines()[0] == "ClientId,Target,DateTime,Price,Currency"
+    assert EKATERINA_YM in request["csv"]
+    assert run.summary()["uploads"]["orders"]["status"] == "UPLOADED"
+
+
+def test_a_failed_upload_keeps_the_rows_for_the_next_run(demo_runtime, metrica):
+    url, stand_in = metrica
+    uploader = MetricaClient(TOKEN, COUNTER, url).uploader()
+    stand_in.fail_with = 503
+    failed = export(
+        demo_runtime.store, demo_runtime.ledger, "metrica", *period(), datetime.now(UTC), uploader=uploader
+    )
+    assert failed.failed == 2 and failed.exported == 0
+    assert "503: Temporarily unavailable" in failed.files[0].error
+    stand_in.fail_with = None
+    retried = export(
+        demo_runtime.store, demo_runtime.ledger, "metrica", *period(), datetime.now(UTC), uploader=uploader
+    )
+    assert retried.exported == 2 and retried.exported_before == 0
+
+
+def test_a_wrong_token_is_an_error_that_does_not_show_the_token(metrica):
+    url, _ = metrica
+    from svyaz.exports.formats import Rows
+
+    with pytest.raises(MetricaError) as caught:
+        MetricaClient("wrong-token", COUNTER, url).upload("orders", Rows(header=["ClientId"]))
+    assert "403" in str(caught.value) and "wrong-token" not in str(caught.value)
+
+
+def test_calls_go_to_the_calls_endpoint(metrica):
+    url, stand_in = metrica
+    from svyaz.exports.formats import Rows
+
+    MetricaClient(TOKEN, COUNTER, url).upload(
+        "calls", Rows(header=["ClientId", "DateTime"], rows=[["1", "2"]])
+    )
+    assert (
+        stand_in.received[0]["path"] == f"/management/v1/counter/{COUNTER}/offline_conversions/upload_calls"
+    )
