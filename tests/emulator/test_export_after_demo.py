@@ -22,7 +22,12 @@ def svyaz(*args: str, cwd) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SVYAZ_") and k != "PUBSUB_EMULATOR_HOST"}
     env |= {"SVYAZ_GCP_PROJECT": PROJECT, "PYTHONPATH": os.path.join(REPO, "shared")}
     done = subprocess.run(
-        [sys.executable, "-m", "svyaz.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "svyaz.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
