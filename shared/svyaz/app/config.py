@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -15,6 +16,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from svyaz.identity.policy import Policy
 
 DEV_PEPPER = "svyaz-local-development-pepper"  # noqa: S105 - only accepted outside production
+DEV_JOURNAL_SECRET = "svyaz-local-development-journal-secret"  # noqa: S105 - idem
 
 
 def _split(value: object) -> object:
@@ -62,6 +64,19 @@ class Settings(BaseSettings):
     cookie_name: str = "svyaz_id"
     cookie_domain: str | None = None
 
+    # The customer journal (/journal/ on the profiles function; docs/journal.md).
+    # key: people sign in with a journal password (or an API key); iap: Identity-Aware Proxy in
+    # front, each request's signed IAP JWT is verified (audience below); iap_header: the IAP
+    # identity header is trusted without verification: only behind an ingress that IAP alone reaches.
+    journal_auth: Literal["key", "iap", "iap_header"] = "key"
+    journal_keys: CommaList = Field(default_factory=list)
+    journal_secret: SecretStr = SecretStr("")  # signs the session cookies and CSRF tokens
+    journal_session_minutes: int = Field(default=480, ge=1, le=60 * 24 * 30)
+    journal_iap_audience: str | None = None  # /projects/<number>/global/backendServices/<id>
+    journal_timezone: str = "Europe/Moscow"
+    journal_language: Literal["ru", "en"] = "ru"
+    journal_currency: str = "RUB"  # for orders that name none
+
     max_body_bytes: int = Field(default=512 * 1024, ge=1024)
     max_batch_events: int = Field(default=500, ge=1)
     idempotency_ttl_days: int = Field(default=7, ge=1)
@@ -75,7 +90,7 @@ class Settings(BaseSettings):
     google_ads_conversion_name: str = "Offline order"
     export_lookback_days: int = Field(default=7, ge=1, le=60)  # the scheduled run's window
 
-    @field_validator("write_keys", "api_keys", "crm_keys", "qr_allowed_hosts", mode="before")
+    @field_validator("write_keys", "api_keys", "crm_keys", "journal_keys", "qr_allowed_hosts", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         return _split(value)
@@ -101,6 +116,30 @@ class Settings(BaseSettings):
                 missing.append(f"SVYAZ_{name.upper()}")
         if missing:
             raise ConfigError(f"production mode needs {', '.join(missing)}")
+
+    @field_validator("journal_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name, e.g. Europe/Moscow)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _journal_iap_audience(self) -> Settings:
+        if self.journal_auth == "iap" and not self.journal_iap_audience:
+            raise ValueError("SVYAZ_JOURNAL_AUTH=iap needs SVYAZ_JOURNAL_IAP_AUDIENCE")
+        return self
+
+    @property
+    def journal_secret_bytes(self) -> bytes:
+        if self.env == "production" and self.journal_auth == "key":
+            self.require("journal_secret")
+        secret = self.journal_secret.get_secret_value()
+        if self.env == "production" and len(secret) < 32 and self.journal_auth == "key":
+            raise ConfigError("SVYAZ_JOURNAL_SECRET must be at least 32 characters in production")
+        return (secret or DEV_JOURNAL_SECRET).encode()
 
     @property
     def pepper_bytes(self) -> bytes:

@@ -152,8 +152,15 @@ def touchpoint_for(observation: Observation, profile_id: str) -> Touchpoint:
 
 
 def counter_increments(event: Event) -> dict[str, float]:
-    """What one event adds to its profile's counters (orders: see ``_order_counters``)."""
-    return {"events": 1, f"type_{event.type}": 1}
+    """What one event adds to its profile's counters (orders: see ``_order_counters``). Lead
+    forms, calls and messages also count as ``leads`` (the journal's customers with leads)."""
+    increments = {"events": 1, f"type_{event.type}": 1}
+    if event.type in LEAD_TYPES:
+        increments["leads"] = 1
+    return increments
+
+
+LEAD_TYPES = ("lead", "call", "message")
 
 
 RECENT_TOUCHES = 20
@@ -402,6 +409,8 @@ def _count_order(
             profile.counters[name] = profile.counters.get(name, 0) - 1
     profile.counters["orders"] = profile.counters.get("orders", 0) + orders - before[0]
     profile.counters["revenue"] = round(profile.counters.get("revenue", 0) + revenue - before[1], 2)
+    if orders:
+        profile.first_order_at = _earliest(profile.first_order_at, touchpoint.timestamp)
     touchpoint.credit = order_credit(profile, touchpoint.timestamp, policy.attribution_lookback_days)
 
 
@@ -436,6 +445,10 @@ def _records(
     return records
 
 
+def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
+    return min((t for t in (a, b) if t is not None), default=None)
+
+
 def _later(a: datetime, b: datetime | None) -> bool:
     return b is None or a > b
 
@@ -448,6 +461,7 @@ def _absorb(survivor: Profile, loser: Profile) -> None:
         _set_trait(survivor, name, trait)
     for name, value in loser.counters.items():
         survivor.counters[name] = survivor.counters.get(name, 0) + value
+    survivor.first_order_at = _earliest(survivor.first_order_at, loser.first_order_at)
     _touch(survivor, loser.first_touch)
     _touch(survivor, loser.last_touch)
     for touch in loser.recent_touches:

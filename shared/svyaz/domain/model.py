@@ -116,6 +116,9 @@ class Profile:
     merged_from: list[str] = field(default_factory=list)
     # The latest attributed touches (bounded), to credit an order with the ad that preceded it.
     recent_touches: list[Touch] = field(default_factory=list)
+    # When the customer first ordered (the journal's "days to the first order"); kept if that
+    # order is later cancelled: the customer did place it.
+    first_order_at: datetime | None = None
     # Not stored: the store's revision of the document this was read from (Firestore: its
     # update time), so the fast path can write the profile only if nothing changed it since.
     revision: Any = field(default=None, compare=False, repr=False)
@@ -156,6 +159,7 @@ class Profile:
             "last_touch": self.last_touch.to_doc() if self.last_touch else None,
             "counters": dict(self.counters),
             "recent_touches": [t.to_doc() for t in self.recent_touches],
+            "first_order_ms": to_ms(self.first_order_at) if self.first_order_at else None,
             "version": self.version,
         }
 
@@ -174,6 +178,7 @@ class Profile:
             last_touch=Touch.from_doc(doc.get("last_touch")),
             counters=dict(doc.get("counters") or {}),
             recent_touches=[t for d in doc.get("recent_touches") or [] if (t := Touch.from_doc(d))],
+            first_order_at=from_ms(doc["first_order_ms"]) if doc.get("first_order_ms") else None,
             version=int(doc.get("version", 0)),
         )
 
