@@ -83,7 +83,10 @@ def test_the_list_is_newest_activity_first_and_pages_without_overlap(shop):
 
 def test_the_list_filters_by_first_touch_orders_and_activity(shop):
     def ids(**filters):
-        return [sorted(p.identifiers["client_id"])[0] for p in shop.customers(CustomerFilter(**filters), 10).customers]
+        return [
+            sorted(p.identifiers["client_id"])[0]
+            for p in shop.customers(CustomerFilter(**filters), 10).customers
+        ]
 
     assert ids(source="yandex") == ["boris", "gleb"]
     assert ids(source="vk", campaign="kitchens") == ["dina", "anna"]
@@ -99,14 +102,19 @@ def test_search_by_identifier_name_and_profile_id(shop, service):
     [vera] = shop.search(Search(names=name_spellings("вера")))
     assert vera.holds(Identifier("phone", "+79161110003"))
     assert [p.profile_id for p in shop.search(Search(profile_id=anna.profile_id))] == [anna.profile_id]
-    assert shop.search(Search(names=name_spellings("Борис"), identifiers=(Identifier("phone", "+70000000000"),))) == []
+    assert (
+        shop.search(Search(names=name_spellings("Борис"), identifiers=(Identifier("phone", "+70000000000"),)))
+        == []
+    )
 
 
 def test_a_merged_profile_id_finds_its_survivor(shop, service):
     loser = shop.search(Search(identifiers=(Identifier("client_id", "gleb"),)))[0].profile_id
     service.apply(event({"client_id": "gleb", "phone": "+79161110003"}, minutes=4 * DAY))  # Gleb is Vera
     [survivor] = shop.search(Search(profile_id=loser))
-    assert survivor.holds(Identifier("client_id", "gleb")) and survivor.holds(Identifier("phone", "+79161110003"))
+    assert survivor.holds(Identifier("client_id", "gleb")) and survivor.holds(
+        Identifier("phone", "+79161110003")
+    )
 
 
 def test_totals_cost_a_fixed_number_of_reads_not_one_per_customer(service):

@@ -44,8 +44,6 @@ def _at_least(field: str, value: float) -> FieldFilter:
     return FieldFilter(field, ">=", value)
 
 
-
-
 class FirestoreDirectory(CustomerDirectory):
     def __init__(self, store: FirestoreStore) -> None:
         super().__init__()
