@@ -20,8 +20,8 @@ from svyaz.adapters.store.memory import MemoryStore
 from svyaz.app import runtime
 from svyaz.app.config import Settings
 from svyaz.cli import demo, exports
-from svyaz.cli.serve import development_defaults
 from svyaz.domain.model import Identifier
+from svyaz.entrypoints import registry
 from svyaz.exports.metrica import MetricaClient, MetricaError
 from svyaz.exports.service import export
 from tests.conftest import PEPPER
@@ -35,9 +35,8 @@ TOKEN, COUNTER = "y0_test-oauth-token", "12606739"
 def demo_runtime(monkeypatch):
     """A runtime on one memory store with the demo's two journeys applied through the real
     HTTP endpoints (what `svyaz demo --store firestore` leaves in Firestore)."""
-    for name in ("SVYAZ_WRITE_KEYS", "SVYAZ_API_KEYS"):
-        monkeypatch.delenv(name, raising=False)
-    development_defaults()
+    for name, value in registry.development_values().items():  # what `svyaz demo` fills in
+        monkeypatch.setenv(name, value)
     rt = runtime.build(Settings(), store=MemoryStore(PEPPER), publisher=LocalQueue())
     with contextlib.redirect_stdout(io.StringIO()):
         assert demo.run_on(rt) == 0
