@@ -19,18 +19,8 @@ from svyaz.app import runtime
 from svyaz.app.config import Settings
 from svyaz.cli import main
 from svyaz.domain.model import Identifier
-from svyaz.imports import (
-    CHUNK,
-    ImportFailed,
-    LocalSource,
-    _csv_rows,
-    _Lines,
-    _physical_lines,
-    default_via,
-    file_format,
-    parse_columns,
-    run_import,
-)
+from svyaz.imports import ImportFailed, LocalSource, default_via, file_format, parse_columns, run_import
+from svyaz.imports.rows import CHUNK, Lines, csv_rows, physical_lines
 from tests.conftest import PEPPER
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "calls_orders"
@@ -172,7 +162,7 @@ def test_the_file_is_streamed_not_loaded():
         reads.append(n)
         return (header if len(reads) == 1 else b"") + row * (n // len(row))
 
-    rows = _csv_rows(_Lines(_physical_lines(read), "utf-8"))
+    rows = csv_rows(Lines(physical_lines(read), "utf-8"))
     first = list(itertools.islice(rows, 1000))
     assert len(first) == 1000 and first[0].values == {"phone": "+79091234567", "first_name": "Anna"}
     assert len(reads) <= 2 and all(n == CHUNK for n in reads)

@@ -1,7 +1,7 @@
 """Channel parsers: vendor payloads in, canonical :class:`~svyaz.domain.events.Event` out.
 
 Every function in this package is pure (no network, no storage, no HTTP framework): the thin
-HTTP functions authenticate the sender with the ``verify_*`` helpers, hand the parsed body to a
+HTTP functions authenticate the sender (``svyaz.entrypoints.webhook``), hand the parsed body to a
 ``parse_*`` function and queue the events it returns.
 
 Parsers put *raw* identifier values in ``Event.identifiers``; normalization happens later in the
@@ -26,9 +26,21 @@ from pydantic import ValidationError
 
 from svyaz.domain.events import Event, describe_validation_error
 
-__all__ = ["ChannelError", "build_event", "clip", "drop_empty", "from_unix", "printable_id", "secret_matches"]
+__all__ = [
+    "ChannelError",
+    "build_event",
+    "clip",
+    "drop_empty",
+    "from_unix",
+    "printable_id",
+    "russian_date",
+    "secret_matches",
+    "text_or_none",
+]
 
 PRINTABLE_ASCII = re.compile(r"^[\x21-\x7e]+$")
+# dd.mm.yyyy [HH:MM[:SS]], as 1C, tills and Russian spreadsheets write dates.
+RUSSIAN_DATE = re.compile(r"^(\d{2})\.(\d{2})\.(\d{4})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?$")
 # Event times outside this window are sender bugs (milliseconds sent as seconds, zeros, ...).
 MIN_UNIX = 946_684_800  # 2000-01-01
 MAX_UNIX = 4_102_444_800  # 2100-01-01
@@ -95,6 +107,24 @@ def clip(value: object, max_length: int) -> str | None:
         return None
     value = value.strip()
     return value[:max_length] or None
+
+
+def russian_date(value: object) -> object:
+    """``dd.mm.yyyy [HH:MM[:SS]]`` as ISO 8601 text for pydantic; anything else unchanged."""
+    if isinstance(value, str) and (match := RUSSIAN_DATE.match(value.strip())):
+        day, month, year, hour, minute, second = match.groups()
+        return f"{year}-{month}-{day}T{int(hour or 0):02d}:{minute or '00'}:{second or '00'}"
+    return value
+
+
+def text_or_none(value: object) -> object:
+    """Numbers as text (CRMs and spreadsheets send numeric ids), blank text as missing; other
+    values are left to validation."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str):
+        return value.strip() or None
+    return value
 
 
 def drop_empty(mapping: Mapping[str, Any]) -> dict[str, Any]:

@@ -17,24 +17,14 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from svyaz.channels import ChannelError, build_event, drop_empty
-from svyaz.domain.events import Event, utcnow
+from svyaz.channels import ChannelError, build_event, drop_empty, russian_date, text_or_none
+from svyaz.domain.events import Event, describe_validation_error, utcnow
 
 MAX_ORDERS = 500
 Status = Literal["new", "paid", "completed", "cancelled", "refunded"]
 Amount = Annotated[Decimal, Field(ge=0, decimal_places=2, max_digits=15)]
-_RU_DATE = re.compile(r"^(\d{2})\.(\d{2})\.(\d{4})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?$")
 _SAFE_ID = re.compile(r"^[\x21-\x7e]+$")
 IDENTIFIER_FIELDS = ("phone", "email", "loyalty_card", "user_id")
-
-
-def _id_text(value: object) -> object:
-    """Numbers become strings (CRMs send numeric ids); other values are left to validation."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    if isinstance(value, str):
-        return value.strip() or None
-    return value
 
 
 class Order(BaseModel):
@@ -57,7 +47,7 @@ class Order(BaseModel):
     @field_validator("order_id", "store_id", "phone", "loyalty_card", "user_id", mode="before")
     @classmethod
     def _numbers_as_text(cls, value: object) -> object:
-        return _id_text(value)
+        return text_or_none(value)
 
     @field_validator("email", "name", mode="before")
     @classmethod
@@ -67,11 +57,7 @@ class Order(BaseModel):
     @field_validator("time", mode="before")
     @classmethod
     def _russian_date(cls, value: object) -> object:
-        # 1C and till exports write dd.mm.yyyy HH:MM:SS.
-        if isinstance(value, str) and (match := _RU_DATE.match(value.strip())):
-            day, month, year, hour, minute, second = match.groups()
-            return f"{year}-{month}-{day}T{int(hour or 0):02d}:{minute or '00'}:{second or '00'}"
-        return value
+        return russian_date(value)  # 1C and till exports write dd.mm.yyyy HH:MM:SS
 
     @field_validator("amount", mode="before")
     @classmethod
@@ -131,14 +117,6 @@ class Order(BaseModel):
         )
 
 
-def _errors(exc: ValidationError, where: str) -> list[dict[str, str]]:
-    details = []
-    for error in exc.errors(include_url=False, include_input=False, include_context=False):
-        field = ".".join(str(part) for part in error["loc"])
-        details.append({"field": f"{where}.{field}" if field else where, "reason": error["msg"]})
-    return details
-
-
 def parse_orders(payload: dict | list, *, now: datetime | None = None) -> list[Event]:
     """Events for one order object, ``{"orders": [...]}`` or a bare list (at most 500)."""
     if isinstance(payload, dict) and "orders" in payload:
@@ -164,7 +142,7 @@ def parse_orders(payload: dict | list, *, now: datetime | None = None) -> list[E
         try:
             orders.append(Order.model_validate(item))
         except ValidationError as exc:
-            details.extend(_errors(exc, where))
+            details.extend(describe_validation_error(exc, where))
     if details:
         summary = "; ".join(f"{d['field']}: {d['reason']}" for d in details[:5])
         more = f" (and {len(details) - 5} more)" if len(details) > 5 else ""

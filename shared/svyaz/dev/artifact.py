@@ -31,7 +31,7 @@ FUNCTIONS_FRAMEWORK = "functions-framework"
 
 _EXCLUDED_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
 # Top-level entries of the package that only the command line uses: never deployed.
-TOOLING = frozenset({"cli", "dev", "bench", "imports", "imports.py"})
+TOOLING = frozenset({"cli", "dev", "bench", "imports"})
 _EXCLUDED_SUFFIXES = {".pyc", ".pyo"}
 # PEP 508: name, optional [extras], then version specifiers and/or ";" markers.
 _REQUIREMENT = re.compile(

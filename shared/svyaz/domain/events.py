@@ -96,15 +96,19 @@ class Event(BaseModel):
         return cls.model_validate_json(data)
 
 
-def describe_validation_error(exc: Exception) -> list[dict[str, str]]:
-    """Pydantic errors as ``[{"field": "identifiers.phone", "reason": "..."}]`` for 400 answers."""
+def describe_validation_error(exc: Exception, where: str = "") -> list[dict[str, str]]:
+    """Pydantic errors as ``[{"field": "identifiers.phone", "reason": "..."}]`` for 4xx answers
+    and rejects files: field paths under ``where``, never the input (it may be personal data).
+    A rule of the whole object (no field of its own) is reported on ``where``."""
     errors = getattr(exc, "errors", None)
     if errors is None:
-        return [{"field": "", "reason": str(exc)}]
-    return [
-        {"field": ".".join(str(part) for part in error["loc"]), "reason": error["msg"]}
-        for error in errors(include_url=False, include_input=False)
-    ]
+        return [{"field": where, "reason": str(exc)}]
+    described = []
+    for error in errors(include_url=False, include_input=False, include_context=False):
+        path = ".".join(str(part) for part in error["loc"])
+        field = f"{where}.{path}" if where and path else path or where
+        described.append({"field": field, "reason": error["msg"].removeprefix("Value error, ")})
+    return described
 
 
 def utcnow() -> datetime:

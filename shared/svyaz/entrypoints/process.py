@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from svyaz.adapters.queue import Message, outcome_message
 from svyaz.app.runtime import Runtime
-from svyaz.domain.events import Event
+from svyaz.domain.events import Event, describe_validation_error
 from svyaz.domain.merge import InvalidEvent
 from svyaz.domain.model import Outcome
 
@@ -47,7 +47,7 @@ def apply_message(message: Message, runtime: Runtime) -> Outcome | None:
     try:
         event = Event.from_json(message.data)
     except ValidationError as exc:
-        fields = sorted({".".join(map(str, e["loc"])) for e in exc.errors(include_input=False)})
+        fields = sorted({d["field"] for d in describe_validation_error(exc)})
         raise PoisonMessage(f"invalid event ({', '.join(fields)})") from None
     try:
         outcome = runtime.service.apply(event)
