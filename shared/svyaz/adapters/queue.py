@@ -87,12 +87,19 @@ class Publisher(ABC):
 
 
 class LocalQueue(Publisher):
-    """In-process topics. Each topic has a FIFO; a worker (``svyaz serve``) drains it."""
+    """In-process topics. Each topic has a FIFO; a worker (``svyaz serve``) drains it.
 
-    def __init__(self) -> None:
+    ``limits`` bounds the messages waiting on a topic: a publish that would pass it is refused
+    whole (``QueueUnavailable``, so the sender gets 503 + Retry-After and retries) instead of
+    growing memory until the process dies with everything it accepted."""
+
+    def __init__(self, limits: dict[str, int] | None = None) -> None:
         self.topics: dict[str, queue.Queue[Message]] = {}
         self._lock = threading.Lock()
         self.closed = False
+        self.limits = dict(limits or {})
+        self.refused = 0  # messages refused because their topic was full
+        self.peak: dict[str, int] = {}  # the most messages each topic has held waiting
 
     def topic(self, name: str) -> queue.Queue[Message]:
         with self._lock:
@@ -101,9 +108,14 @@ class LocalQueue(Publisher):
     def publish(self, topic: str, messages: list[Message]) -> None:
         if self.closed:
             raise QueueUnavailable("the local queue is shutting down")
-        q = self.topic(topic)
-        for message in messages:
-            q.put(message)
+        q, limit = self.topic(topic), self.limits.get(topic)
+        with self._lock:  # all of a request's messages or none of them
+            if limit is not None and q.qsize() + len(messages) > limit:
+                self.refused += len(messages)
+                raise QueueUnavailable(f"the local queue holds its limit of {limit} messages")
+            for message in messages:
+                q.put(message)
+            self.peak[topic] = max(self.peak.get(topic, 0), q.qsize())
 
     def drain(self, topic: str) -> list[Message]:
         q, found = self.topic(topic), []

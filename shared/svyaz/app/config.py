@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=512 * 1024, ge=1024)
     max_batch_events: int = Field(default=500, ge=1)
     idempotency_ttl_days: int = Field(default=7, ge=1)
+    # Events `svyaz serve` holds accepted but not yet applied; past it /collect answers 503.
+    local_queue_limit: int = Field(default=10_000, ge=1)
     s3_endpoint_url: str | None = None
 
     # Offline conversions for the ad systems (`svyaz export conversions`, export_conversions).

@@ -36,7 +36,9 @@ class Runtime:
     @cached_property
     def publisher(self) -> Publisher:
         use_pubsub = self.settings.env == "production" or os.environ.get("PUBSUB_EMULATOR_HOST")
-        return PubSubPublisher(self.settings.gcp_project) if use_pubsub else LocalQueue()
+        if use_pubsub:
+            return PubSubPublisher(self.settings.gcp_project)
+        return LocalQueue({self.settings.events_topic: self.settings.local_queue_limit})
 
     @cached_property
     def store(self) -> Store:

@@ -71,6 +71,9 @@ def run(args: argparse.Namespace) -> int:
     left = service.stop()
     applied = service.worker.applied if service.worker else 0
     print(f"stopped: {applied} events applied, {left} left unapplied", flush=True)
+    refused = getattr(rt.publisher, "refused", 0)
+    if refused:
+        print(f"  {refused} events refused with 503 while the queue was full (their senders retry)", flush=True)
     return 0 if left == 0 else 1
 
 

@@ -1,0 +1,93 @@
+"""``svyaz serve`` under a flood: the queue of accepted events stays within its limit, senders
+are told to come back (503 + Retry-After) instead of memory growing, and every event answered
+202 is applied."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.error
+import urllib.request
+
+import pytest
+
+from svyaz.adapters.queue import LocalQueue, Message, QueueUnavailable
+from svyaz.adapters.store.memory import MemoryStore
+from svyaz.app import runtime
+from svyaz.dev.local import LocalService
+from svyaz.domain.model import Identifier
+from tests.conftest import PEPPER
+from tests.pipeline_support import WRITE_KEY, settings
+
+LIMIT = 40
+
+
+def test_a_full_topic_refuses_a_whole_request_and_takes_it_once_there_is_room():
+    queue = LocalQueue({"events": 3})
+    queue.publish("events", [Message(b"1"), Message(b"2")])
+    with pytest.raises(QueueUnavailable):
+        queue.publish("events", [Message(b"3"), Message(b"4")])  # would be 4 waiting
+    assert [m.data for m in queue.drain("events")] == [b"1", b"2"]  # nothing half-added
+    queue.publish("events", [Message(b"3"), Message(b"4"), Message(b"5")])
+    assert queue.refused == 2 and queue.peak["events"] == 3
+    queue.publish("other", [Message(b"x")] * 10)  # topics without a limit are not bounded
+
+
+def post(url: str, batch: list[dict]) -> tuple[int, dict, dict]:
+    request = urllib.request.Request(
+        f"{url}/collect", data=json.dumps({"batch": batch}).encode(), method="POST"
+    )
+    request.add_header("Authorization", f"Bearer {WRITE_KEY}")
+    request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, dict(answer.headers), json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), json.loads(error.read())
+
+
+def test_a_flood_of_batches_is_held_to_the_limit_and_everything_accepted_is_applied():
+    rt = runtime.build(settings(local_queue_limit=LIMIT), store=MemoryStore(PEPPER))
+    service = LocalService("127.0.0.1", 0, rt, quiet=True).start()
+    accepted: list[str] = []
+    refusals: list[tuple[int, dict, dict]] = []
+    lock = threading.Lock()
+
+    def client(n: int) -> None:
+        for request in range(12):
+            batch = [
+                {
+                    "event_id": f"c{n}-r{request}-e{i}",
+                    "type": "page",
+                    "timestamp": "2026-11-02T10:00:00Z",
+                    "identifiers": {"client_id": f"visitor-{n}-{request}-{i}"},
+                }
+                for i in range(20)
+            ]
+            status, headers, body = post(service.url, batch)
+            with lock:
+                if status == 202:
+                    accepted.extend(body["accepted"])
+                else:
+                    refusals.append((status, headers, body))
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        left = service.stop()
+
+    queue = rt.publisher
+    assert left == 0
+    assert queue.peak[rt.settings.events_topic] <= LIMIT
+    assert refusals, "8 clients posting 20-event batches must outrun a 40-event queue"
+    for status, headers, body in refusals:
+        assert status == 503 and headers["Retry-After"] and body["error"] == "queue_unavailable"
+    assert queue.refused == 20 * len(refusals)
+    assert len(accepted) + queue.refused == 8 * 12 * 20
+    for event_id in accepted:  # every 202 reached the graph
+        n, request, i = (part[1:] for part in event_id.split("-"))
+        assert rt.store.lookup(Identifier("client_id", f"visitor-{n}-{request}-{i}")) is not None
