@@ -415,10 +415,37 @@ class _Builder:
         for browser in c.browsers:  # first visits, mostly from ads
             _, _, at = self._visit(c, browser, at)
             at += timedelta(seconds=rng.randint(600, 5 * DAY))
+        actions = [*self._hub_links(c), *self._other_links(c), *self._touches(c)]
+        rng.shuffle(actions)
+        steps = self._steps()
+        for action, arg in actions:
+            at += timedelta(seconds=rng.randint(1800, 6 * DAY))
+            at = steps[action](c, arg, at)
 
-        actions: list[tuple[str, Any]] = []
-        linked_emails: set[int] = set()
-        # Every browser is tied to the customer's hub (user_id, else phone, else email).
+    def _steps(self) -> dict[str, Any]:
+        """What each planned action does (one method per action)."""
+        return {
+            "login": self._do_login,
+            "login_phone": self._do_login_phone,
+            "lead_phone": self._do_lead_phone,
+            "lead_email": self._do_lead_email,
+            "call": self._do_call,
+            "whatsapp": self._do_whatsapp,
+            "telegram": self._do_telegram,
+            "app_link": self._do_app_link,
+            "app_open": self._do_app_open,
+            "loyalty_link": self._do_loyalty_link,
+            "order": self._do_order,
+            "qr_scan": self._do_qr_scan,
+            "return_visit": self._do_return_visit,
+            "direct_call": self._do_direct_call,
+            "tablet_login": self._do_tablet_login,
+        }
+
+    def _hub_links(self, c: _Customer) -> list[tuple[str, Any]]:
+        """Every browser tied to the customer's hub (user_id, else phone, else email), and every
+        email linked once."""
+        rng, actions, linked_emails = self.rng, [], set()
         for position, browser in enumerate(c.browsers):
             if c.user_id is not None:
                 signup_email = position == 0 and bool(c.emails) and rng.random() < 0.5
@@ -439,6 +466,10 @@ class _Builder:
         for number in range(len(c.emails)):
             if number not in linked_emails:
                 actions.append(("lead_email", (rng.choice(c.browsers), number)))
+        return actions
+
+    def _other_links(self, c: _Customer) -> list[tuple[str, Any]]:
+        rng, actions = self.rng, []
         if c.telegram_id is not None:
             actions.append(("telegram", rng.choice(c.browsers)))
         if c.app is not None:
@@ -448,10 +479,14 @@ class _Builder:
             actions.append(("loyalty_link", rng.choice(c.browsers)))
         if c.tablet is not None:
             actions.append(("tablet_login", None))
-        # Extra touches that link nothing new.
-        actions.extend(
+        return actions
+
+    def _touches(self, c: _Customer) -> list[tuple[str, Any]]:
+        """Extra touches that link nothing new, and orders."""
+        rng = self.rng
+        actions: list[tuple[str, Any]] = [
             ("return_visit", rng.choice(c.browsers)) for _ in range(rng.choice((0, 0, 1, 1, 2, 3)))
-        )
+        ]
         if rng.random() < 0.25:
             actions.append(("qr_scan", rng.choice(c.browsers)))
         if c.phone is not None and not c.family_phone:
@@ -461,11 +496,7 @@ class _Builder:
                 actions.append((rng.choice(("call", "whatsapp")), rng.choice(c.browsers)))
         if (c.phone is not None and not c.family_phone) or c.loyalty_card is not None:
             actions.extend(("order", None) for _ in range(rng.choice((0, 0, 1, 1, 2))))
-        rng.shuffle(actions)
-
-        for action, arg in actions:
-            at += timedelta(seconds=rng.randint(1800, 6 * DAY))
-            at = getattr(self, f"_do_{action}")(c, arg, at)
+        return actions
 
     def _do_login(self, c: _Customer, arg: tuple[_Browser, int | None], at: datetime) -> datetime:
         browser, email = arg
