@@ -77,6 +77,11 @@ class Publisher(ABC):
     def publish(self, topic: str, messages: list[Message]) -> None:
         """Return only once every message is accepted; else raise ``QueueUnavailable``."""
 
+    def publish_all(self, batches: dict[str, list[Message]]) -> None:
+        """Publish to several topics; return once every message is accepted."""
+        for topic, messages in batches.items():
+            self.publish(topic, messages)
+
     def publish_nowait(self, topic: str, messages: list[Message]) -> None:
         """Hand messages to the queue without waiting for the broker's acknowledgement (for
         requests a person waits on). ``close()`` flushes them, so a clean shutdown loses none."""
@@ -139,13 +144,20 @@ class PubSubPublisher(Publisher):
         self.timeout = timeout
 
     def publish(self, topic: str, messages: list[Message]) -> None:
-        path = self.client.topic_path(self.project, topic)
+        self.publish_all({topic: messages})
+
+    def publish_all(self, batches: dict[str, list[Message]]) -> None:
+        # Every message is handed over before waiting: one round trip for several topics.
         try:
-            futures = [self.client.publish(path, m.data, **m.attributes) for m in messages]
+            futures = []
+            for topic, messages in batches.items():
+                path = self.client.topic_path(self.project, topic)
+                futures += [self.client.publish(path, m.data, **m.attributes) for m in messages]
             for future in futures:
                 future.result(timeout=self.timeout)
         except Exception as exc:  # any failure means "not safely queued": the sender retries
-            raise QueueUnavailable(f"publishing to {topic} failed: {type(exc).__name__}") from exc
+            topics = ", ".join(batches)
+            raise QueueUnavailable(f"publishing to {topics} failed: {type(exc).__name__}") from exc
 
     def publish_nowait(self, topic: str, messages: list[Message]) -> None:
         path = self.client.topic_path(self.project, topic)

@@ -41,8 +41,9 @@ class Settings(BaseSettings):
     firestore_database: str = "(default)"
     events_topic: str = "svyaz-events"
     profile_updates_topic: str = "svyaz-profile-updates"
-    # Touchpoints for the warehouse (a BigQuery subscription writes them to a table).
-    touchpoints_topic: str = "svyaz-touchpoints"
+    # Touchpoint rows for the warehouse (a BigQuery subscription writes them to a table); empty:
+    # not published (local runs, no warehouse). infra/ sets it for the deployed process_event.
+    touchpoints_topic: str = ""
     policy_file: str | None = None
 
     # Secrets: comma-separated key lists; each sender gets its own key so one can be revoked.

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from svyaz.adapters.queue import Message, outcome_message
 from svyaz.app.runtime import Runtime
+from svyaz.app.warehouse import touchpoint_message
 from svyaz.domain.events import Event, describe_validation_error
 from svyaz.domain.merge import InvalidEvent
 from svyaz.domain.model import Outcome
@@ -53,7 +54,14 @@ def apply_message(message: Message, runtime: Runtime) -> Outcome | None:
         outcome = runtime.service.apply(event)
     except InvalidEvent as exc:
         raise PoisonMessage(str(exc)) from None
-    runtime.publisher.publish(runtime.settings.profile_updates_topic, [outcome_message(outcome)])
+    settings = runtime.settings
+    # The outcome for downstream systems, and the touchpoint row the warehouse subscription
+    # writes to BigQuery; a duplicate delivery publishes them again (the views deduplicate), so a
+    # failed publish after the commit loses neither.
+    batches = {settings.profile_updates_topic: [outcome_message(outcome)]}
+    if settings.touchpoints_topic and (row := touchpoint_message(event, outcome)) is not None:
+        batches[settings.touchpoints_topic] = [row]
+    runtime.publisher.publish_all(batches)
     return outcome
 
 

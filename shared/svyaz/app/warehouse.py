@@ -1,0 +1,77 @@
+"""What the warehouse (BigQuery) receives: one message per applied event on the touchpoints
+topic, next to the outcome on the profile-updates topic. Pub/Sub BigQuery subscriptions
+(``infra/bigquery.tf``) write both into tables whose schemas are ``infra/bigquery/*.json``:
+there is no warehouse code in the pipeline, only these two messages.
+
+A touchpoint row carries what the attribution views need and nothing that identifies a person:
+ids (svyaz's profile id, the event id, the order id), the type, the channel, the time, the ad
+source (UTM fields) and the order's amount, currency, status and store. No identifier values, no
+page URL, IP address or user agent; an erased customer's rows are deleted by profile id
+(docs/warehouse.md).
+
+Messages are JSON objects with exactly the table's columns (``use_table_schema``): times as
+integer microseconds since the epoch (the BigQuery Storage Write API's TIMESTAMP), NUMERIC as a
+decimal string. Pub/Sub delivers at least once: the views deduplicate by event and touchpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from svyaz.adapters.queue import Message
+from svyaz.domain.events import Event
+from svyaz.domain.model import Outcome, touchpoint_name
+
+ATTRIBUTION_FIELDS = ("source", "medium", "campaign", "content", "term")
+ORDER_FIELDS = ("order_id", "currency", "store_id")
+
+
+def micros(at: datetime) -> int:
+    return int(at.timestamp()) * 1_000_000 + at.microsecond
+
+
+def _amount(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    try:
+        amount = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return None
+    return format(amount.quantize(Decimal("0.01")), "f") if amount.is_finite() else None
+
+
+def _text(value: Any, limit: int = 500) -> str | None:
+    if value is None or value == "" or isinstance(value, dict | list):
+        return None
+    return str(value)[:limit]
+
+
+def touchpoint_row(event: Event, outcome: Outcome) -> dict[str, Any] | None:
+    """The touchpoints table row of an applied event (None when no profile took it)."""
+    if outcome.profile_id is None:
+        return None
+    row: dict[str, Any] = {
+        "event_id": event.event_id,
+        "touchpoint": touchpoint_name(event.type, event.properties, event.event_id),
+        "profile_id": outcome.profile_id,
+        "type": event.type,
+        "channel": event.channel,
+        "occurred_at": micros(event.timestamp),
+    }
+    attribution = event.context.attribution()
+    row |= {name: attribution.get(name) for name in ATTRIBUTION_FIELDS}
+    properties = event.properties if event.type == "order" else {}
+    row |= {name: _text(properties.get(name)) for name in ORDER_FIELDS}
+    row["amount"] = _amount(properties.get("amount")) if event.type == "order" else None
+    row["order_status"] = _text(properties.get("status"))
+    return {name: value for name, value in row.items() if value is not None}
+
+
+def touchpoint_message(event: Event, outcome: Outcome) -> Message | None:
+    row = touchpoint_row(event, outcome)
+    if row is None:
+        return None
+    return Message(json.dumps(row, ensure_ascii=False).encode(), {"type": event.type})
