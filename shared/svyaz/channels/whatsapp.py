@@ -148,6 +148,64 @@ def _referral_context(referral: dict[str, Any]) -> tuple[Context, dict[str, Any]
     return context, properties
 
 
+def _profile_traits(contact: Mapping[str, Any]) -> dict[str, str]:
+    """Profile name and, for users who share a username instead of a number, the username."""
+    profile = contact.get("profile")
+    if not isinstance(profile, dict):
+        return {}
+    traits = {
+        "name": clip(profile.get("name"), 1000),
+        "whatsapp_username": clip(profile.get("username"), 100),
+    }
+    return {k: v for k, v in traits.items() if v}
+
+
+def _number_change_event(message: dict[str, Any], where: str, message_id: str, timestamp: Any) -> Event:
+    """``system`` / ``user_changed_number``: the old number (``from``) and the new one
+    (``system.wa_id``; ``new_wa_id`` in older payloads) are one customer."""
+    system = _dict(message.get("system"), f"{where}.system")
+    old, new = _digits(message.get("from")), _digits(system.get("wa_id") or system.get("new_wa_id"))
+    if not old or not new:
+        raise ChannelError(f"{where}: a number change needs from and system.wa_id")
+    identifiers: dict[str, Any] = {"phone": ["+" + old, "+" + new]}
+    user_ids = [u for k in ("user_id", "previous_user_id") if (u := _str(system.get(k)))]
+    if user_ids:
+        identifiers["whatsapp_id"] = user_ids
+    return build_event(
+        event_id="wa:" + message_id,
+        type="identify",
+        timestamp=timestamp,
+        channel="whatsapp",
+        identifiers=identifiers,
+        properties={"system_type": "user_changed_number"},
+    )
+
+
+def _call_event(call: dict[str, Any], where: str, contacts: list[Any]) -> Event | None:
+    """A call the user placed to the business (Calling API, ``calls`` field, ``connect``)."""
+    if str(call.get("direction", "")).upper() != "USER_INITIATED" or call.get("event") != "connect":
+        return None  # business-initiated calls and the terminate/status notices: not a new touch
+    call_id = printable_id(call.get("id"), f"{where}.id", max_length=180)
+    wa_id, user_id = _digits(call.get("from")), _str(call.get("from_user_id"))
+    contact = _sender_contact(contacts, wa_id, user_id)
+    user_id = user_id or _str(contact.get("user_id"))
+    if not wa_id and not user_id:
+        raise ChannelError(f"{where}: no caller (from / from_user_id)")
+    identifiers = {
+        k: v for k, v in (("phone", "+" + wa_id if wa_id else None), ("whatsapp_id", user_id)) if v
+    }
+    return build_event(
+        event_id="wa:call:" + call_id,
+        type="call",
+        timestamp=from_unix(call.get("timestamp"), f"{where}.timestamp"),
+        channel="whatsapp",
+        identifiers=identifiers,
+        traits=_profile_traits(contact),
+        context=Context(source="whatsapp", medium="messenger"),
+        properties={"direction": "inbound"},
+    )
+
+
 def _message_event(
     message: dict[str, Any],
     where: str,
@@ -158,6 +216,11 @@ def _message_event(
     message_id = printable_id(message.get("id"), f"{where}.id", max_length=190)
     timestamp = from_unix(message.get("timestamp"), f"{where}.timestamp")
     message_type = _str(message.get("type")) or "unknown"
+    if message_type == "system" and _dict(message.get("system"), f"{where}.system").get("type") in (
+        "user_changed_number",
+        "customer_changed_number",
+    ):
+        return _number_change_event(message, where, message_id, timestamp)
 
     wa_id = _digits(message.get("from"))
     user_id = _str(message.get("from_user_id"))
@@ -185,9 +248,7 @@ def _message_event(
             if session_id:
                 identifiers["session_id"] = session_id
 
-    profile = contact.get("profile")
-    name = clip(profile.get("name"), 1000) if isinstance(profile, dict) else None
-    traits = {"name": name} if name else {}
+    traits = _profile_traits(contact)
 
     referral = message.get("referral")
     if referral is not None:
@@ -213,7 +274,8 @@ def _message_event(
 
 
 def parse_webhook(payload: dict, session_pattern: re.Pattern[str] | str) -> list[Event]:
-    """One ``message`` event per inbound message; delivery statuses produce no events."""
+    """One event per inbound message (``message``; ``identify`` for a number change) and per
+    user-initiated call (``call``); delivery statuses produce no events."""
     body = _dict(payload, "payload")
     if body.get("object") != OBJECT:
         raise ChannelError(f"object must be {OBJECT!r}")
@@ -223,17 +285,26 @@ def parse_webhook(payload: dict, session_pattern: re.Pattern[str] | str) -> list
         entry = _dict(entry, f"entry[{e}]")
         for c, change in enumerate(_list(entry.get("changes"), f"entry[{e}].changes")):
             change = _dict(change, f"entry[{e}].changes[{c}]")
-            if change.get("field", "messages") != "messages":
+            field = change.get("field", "messages")
+            if field not in ("messages", "calls"):
                 continue  # account, template and quality updates: not customer touches
-            where = f"entry[{e}].changes[{c}].value"
-            value = _dict(change.get("value"), where)
-            metadata = value.get("metadata")
-            metadata = metadata if isinstance(metadata, dict) else {}
-            contacts = _list(value.get("contacts"), f"{where}.contacts")
-            for m, message in enumerate(_list(value.get("messages"), f"{where}.messages")):
-                message_where = f"{where}.messages[{m}]"
-                events.append(
-                    _message_event(_dict(message, message_where), message_where, contacts, metadata, pattern)
-                )
-            # value.statuses[]: delivery receipts for our own outbound messages, ignored.
+            events += _change_events(change, f"entry[{e}].changes[{c}].value", pattern)
+    return events
+
+
+def _change_events(change: dict[str, Any], where: str, pattern: re.Pattern[str]) -> list[Event]:
+    value = _dict(change.get("value"), where)
+    metadata = value.get("metadata")
+    metadata = metadata if isinstance(metadata, dict) else {}
+    contacts = _list(value.get("contacts"), f"{where}.contacts")
+    events: list[Event] = []
+    for m, message in enumerate(_list(value.get("messages"), f"{where}.messages")):
+        message_where = f"{where}.messages[{m}]"
+        events.append(
+            _message_event(_dict(message, message_where), message_where, contacts, metadata, pattern)
+        )
+    for k, call in enumerate(_list(value.get("calls"), f"{where}.calls")):
+        if event := _call_event(_dict(call, f"{where}.calls[{k}]"), f"{where}.calls[{k}]", contacts):
+            events.append(event)
+    # value.statuses[]: delivery receipts for our own outbound messages, ignored.
     return events

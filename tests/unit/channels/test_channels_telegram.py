@@ -117,7 +117,7 @@ def test_bots_are_ignored():
     assert parse_update(update) is None
 
 
-@pytest.mark.parametrize("kind", ["edited_message", "callback_query", "channel_post", "my_chat_member"])
+@pytest.mark.parametrize("kind", ["edited_message", "channel_post", "my_chat_member"])
 def test_updates_without_message_are_ignored(kind):
     update = load("telegram_start.json")
     update[kind] = update.pop("message")
