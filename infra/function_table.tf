@@ -77,6 +77,33 @@ locals {
       secrets       = ["SVYAZ_CALLTRACKING_TOKEN"]
       timeout       = 30
     }
+    mango_webhook = {
+      description   = "Mango Office VPBX API Realtime events"
+      short         = "mango"
+      public        = true
+      publishes_to  = ["events"]
+      project_roles = []
+      secrets       = ["SVYAZ_MANGO_API_KEY", "SVYAZ_MANGO_API_SALT"]
+      timeout       = 30
+    }
+    amocrm_webhook = {
+      description   = "amoCRM deal webhooks"
+      short         = "amocrm"
+      public        = true
+      publishes_to  = ["events"]
+      project_roles = []
+      secrets       = ["SVYAZ_AMOCRM_WEBHOOK_SECRET", "SVYAZ_AMOCRM_BASE_URL", "SVYAZ_AMOCRM_TOKEN"]
+      timeout       = 60
+    }
+    bitrix24_webhook = {
+      description   = "Bitrix24 deal webhooks"
+      short         = "bitrix24"
+      public        = true
+      publishes_to  = ["events"]
+      project_roles = []
+      secrets       = ["SVYAZ_BITRIX24_WEBHOOK_SECRET", "SVYAZ_BITRIX24_APPLICATION_TOKEN", "SVYAZ_BITRIX24_REST_URL"]
+      timeout       = 60
+    }
     crm_webhook = {
       description   = "CRM deals and offline orders"
       short         = "crm"

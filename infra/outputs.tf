@@ -32,7 +32,10 @@ output "webhook_urls" {
     whatsapp     = google_cloudfunctions2_function.function["whatsapp_webhook"].service_config[0].uri
     telegram     = google_cloudfunctions2_function.function["telegram_webhook"].service_config[0].uri
     calltracking = google_cloudfunctions2_function.function["calltracking_webhook"].service_config[0].uri
+    mango        = google_cloudfunctions2_function.function["mango_webhook"].service_config[0].uri
     crm          = google_cloudfunctions2_function.function["crm_webhook"].service_config[0].uri
+    amocrm       = google_cloudfunctions2_function.function["amocrm_webhook"].service_config[0].uri
+    bitrix24     = google_cloudfunctions2_function.function["bitrix24_webhook"].service_config[0].uri
   }
 }
 

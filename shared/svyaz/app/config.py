@@ -57,9 +57,29 @@ class Settings(BaseSettings):
     telegram_secret_token: SecretStr = SecretStr("")
     telegram_bot_username: str = "svyaz_bot"
     calltracking_token: SecretStr = SecretStr("")
-    # Vendor field name -> canonical field, over the Calltouch defaults (JSON in the variable):
+    # The preset of /webhooks/calltracking (a URL /webhooks/calltracking/<vendor> picks another).
+    calltracking_vendor: Literal["generic", "calltouch", "uis"] = "generic"
+    # Vendor field name -> canonical field, over the preset's names (JSON in the variable):
     # SVYAZ_CALLTRACKING_FIELD_MAP='{"caller": "caller_phone", "visit": "session_id"}'
     calltracking_field_map: dict[str, str] = Field(default_factory=dict)
+    # The call-tracking account's time zone: call times sent without an offset are in it.
+    calltracking_timezone: str = "Europe/Moscow"
+    # Static tracking numbers -> the ad source each stands for (used when a call names none):
+    # SVYAZ_CALLTRACKING_NUMBER_SOURCES='{"74951112233": {"source": "yandex", "medium": "cpc"}}'
+    calltracking_number_sources: dict[str, dict[str, str]] = Field(default_factory=dict)
+    # Mango Office VPBX API: the account's unique code and its signing key (Mango's "ключ").
+    mango_api_key: SecretStr = SecretStr("")
+    mango_api_salt: SecretStr = SecretStr("")
+    # amoCRM: the secret in the webhook URL, the account URL and a long-lived API token.
+    amocrm_webhook_secret: SecretStr = SecretStr("")
+    amocrm_base_url: str = ""
+    amocrm_token: SecretStr = SecretStr("")
+    # Bitrix24: the secret in the webhook URL, the outgoing webhook's application token, and an
+    # inbound webhook URL (https://<portal>/rest/<user>/<code>/) with the crm scope to read deals.
+    bitrix24_webhook_secret: SecretStr = SecretStr("")
+    bitrix24_application_token: SecretStr = SecretStr("")
+    bitrix24_rest_url: SecretStr = SecretStr("")
+    crm_api_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     qr_signing_key: SecretStr = SecretStr("")
     qr_allowed_hosts: CommaList = Field(default_factory=list)
     cookie_name: str = "svyaz_id"
@@ -97,6 +117,24 @@ class Settings(BaseSettings):
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         return _split(value)
+
+    @field_validator("calltracking_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name: Asia/Yekaterinburg)") from None
+        return value
+
+    @field_validator("calltracking_number_sources")
+    @classmethod
+    def _number_sources(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        allowed = {"source", "medium", "campaign", "content", "term"}
+        for number, source in value.items():
+            if unknown := set(source) - allowed:
+                raise ValueError(f"{number}: unknown fields {sorted(unknown)}; use {sorted(allowed)}")
+        return value
 
     @model_validator(mode="after")
     def _production_pepper(self) -> Settings:

@@ -100,10 +100,40 @@ FUNCTIONS: tuple[Function, ...] = (
     Function(
         "calltracking_webhook",
         "calltracking:handle",
-        "call-tracking webhooks (Calltouch and peers)",
+        "call-tracking webhooks (Calltouch, UIS/CoMagic, a configurable field map)",
         paths=("/webhooks/calltracking",),
         settings=("calltracking_token",),
         development={"SVYAZ_CALLTRACKING_TOKEN": "dev-calltracking-token"},
+    ),
+    Function(
+        "mango_webhook",
+        "mango:handle",
+        "Mango Office VPBX API Realtime events (a call summary is a call touch)",
+        paths=("/webhooks/calltracking/mango",),
+        settings=("mango_api_key", "mango_api_salt"),
+        development={
+            "SVYAZ_MANGO_API_KEY": "dev-mango-api-key",
+            "SVYAZ_MANGO_API_SALT": "dev-mango-api-salt",
+        },
+    ),
+    Function(
+        "amocrm_webhook",
+        "crm_deals:handle_amocrm",
+        "amoCRM deal webhooks (deals and contacts read back through the amoCRM API)",
+        paths=("/webhooks/crm/amocrm",),
+        settings=("amocrm_webhook_secret", "amocrm_base_url", "amocrm_token"),
+        development={"SVYAZ_AMOCRM_WEBHOOK_SECRET": "dev-amocrm-secret"},
+    ),
+    Function(
+        "bitrix24_webhook",
+        "crm_deals:handle_bitrix24",
+        "Bitrix24 deal webhooks (deals and contacts read back through the Bitrix24 REST API)",
+        paths=("/webhooks/crm/bitrix24",),
+        settings=("bitrix24_webhook_secret", "bitrix24_application_token", "bitrix24_rest_url"),
+        development={
+            "SVYAZ_BITRIX24_WEBHOOK_SECRET": "dev-bitrix24-secret",
+            "SVYAZ_BITRIX24_APPLICATION_TOKEN": "dev-bitrix24-application-token",
+        },
     ),
     Function(
         "crm_webhook",
