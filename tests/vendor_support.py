@@ -110,7 +110,9 @@ def run_fixture(request: Mapping[str, Any], rest: Mapping[str, Any] | None = Non
         crm.routes.update(rest or {})
         with vendor_runtime(crm) as rt:
             headers = sign_whatsapp(request.get("headers", {}), request.get("body", ""))
-            answer = call(request["target"], request["method"], request["path"], headers, request.get("body", ""))
+            answer = call(
+                request["target"], request["method"], request["path"], headers, request.get("body", "")
+            )
             events = [json.loads(m.data) for m in rt.publisher.topic(rt.settings.events_topic).queue]
     return {"status": answer.status_code, "answer": answer.get_json(), "events": events}
 

@@ -24,7 +24,15 @@ def _load(path: Path) -> dict:
 
 def test_every_vendor_folder_cites_its_sources_and_every_case_has_its_expected_output():
     folders = {case.parent for case in CASES}
-    assert {f.name for f in folders} >= {"calltouch", "uis", "mango", "amocrm", "bitrix24", "whatsapp", "telegram"}
+    assert {f.name for f in folders} >= {
+        "calltouch",
+        "uis",
+        "mango",
+        "amocrm",
+        "bitrix24",
+        "whatsapp",
+        "telegram",
+    }
     for folder in folders:
         readme = (folder / "README.md").read_text(encoding="utf-8")
         assert "http" in readme, f"{folder.name}/README.md cites no source"
