@@ -45,6 +45,9 @@ locals {
     "touchpoints.identifiers"    = { collection = "touchpoints", field = "identifiers" }
     "touchpoints.context"        = { collection = "touchpoints", field = "context" }
     "touchpoints.credit"         = { collection = "touchpoints", field = "credit" }
+    "touchpoints.traits"         = { collection = "touchpoints", field = "traits" }
+    "splits.result"              = { collection = "splits", field = "result" }
+    "audit.details"              = { collection = "audit", field = "details" }
     "identifiers.last_seen"      = { collection = "identifiers", field = "last_seen" }
     "identifiers.first_seen"     = { collection = "identifiers", field = "first_seen" }
     "identifiers.value"          = { collection = "identifiers", field = "value" }

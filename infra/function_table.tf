@@ -27,17 +27,17 @@ locals {
       description   = "Applies queued events to the identity graph (Pub/Sub push from the events topic)"
       short         = "process"
       public        = false
-      publishes_to  = ["profile_updates"]
+      publishes_to  = ["profile_updates", "events"]
       project_roles = ["roles/datastore.user"]
       secrets       = ["SVYAZ_PEPPER"]
       timeout       = 60
     }
     profiles = {
-      description   = "Profile read API and erasure requests (queued on the events topic)"
+      description   = "Profile read API and explanation; erasure and split requests (queued on the events topic); the blocklist"
       short         = "profiles"
       public        = true
       publishes_to  = ["events"]
-      project_roles = ["roles/datastore.viewer"]
+      project_roles = ["roles/datastore.user"]
       secrets       = ["SVYAZ_API_KEYS", "SVYAZ_PEPPER"]
       timeout       = 30
     }

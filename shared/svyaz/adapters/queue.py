@@ -41,6 +41,10 @@ def erase_message(profile_id: str) -> Message:
     return Message(json.dumps({"profile_id": profile_id}).encode(), {"kind": "erase"})
 
 
+def split_message(request_id: str) -> Message:
+    return Message(json.dumps({"request_id": request_id}).encode(), {"kind": "split"})
+
+
 def outcome_message(outcome: Outcome) -> Message:
     """Profile updates for downstream systems carry ids and statuses, never personal data:
     consumers read the profile through the API when they need it."""

@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     idempotency_ttl_days: int = Field(default=7, ge=1)
     # Events `svyaz serve` holds accepted but not yet applied; past it /collect answers 503.
     local_queue_limit: int = Field(default=10_000, ge=1)
+    # How long one process_event invocation works on a split before queueing the rest (its
+    # timeout and the subscription's ack deadline are 60 s).
+    split_budget_seconds: float = Field(default=40.0, gt=0)
     s3_endpoint_url: str | None = None
 
     # Offline conversions for the ad systems (`svyaz export conversions`, export_conversions).

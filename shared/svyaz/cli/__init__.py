@@ -9,7 +9,9 @@ import sys
 from collections.abc import Sequence
 
 # Feature modules, in the order their commands are listed by --help.
-COMMAND_MODULES = ("serve", "demo", "qr", "telegram", "imports", "reports", "exports", "bench", "package")
+COMMAND_MODULES = (
+    "serve", "demo", "qr", "telegram", "imports", "reports", "exports", "split", "bench", "package",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,6 +18,7 @@ from typing import Any
 
 from svyaz.domain.events import Event
 from svyaz.domain.model import (
+    AuditEntry,
     Dropped,
     Identifier,
     IdentifierRecord,
@@ -34,6 +35,18 @@ from svyaz.identity.policy import Policy, UnknownKind
 
 class InvalidEvent(ValueError):
     """The event cannot be applied at all (e.g. an undeclared identifier kind)."""
+
+
+class ProfileBusy(RuntimeError):
+    """A profile the event would change is being split: the event is retried later (Pub/Sub
+    redelivers it), so nothing it does is lost or overwritten by the split."""
+
+    def __init__(self, profile_id: str) -> None:
+        super().__init__(f"profile {profile_id} is being split; retry later")
+        self.profile_id = profile_id
+
+
+BLOCKED_REASON = "blocked value"
 
 
 @dataclass
@@ -96,6 +109,8 @@ class Snapshot:
     processed: Outcome | None = None
     # The touchpoint this event updates (an order's earlier status), when there is one.
     previous: Touchpoint | None = None
+    # The event's identifiers that are on the store's blocklist (read in the same transaction).
+    blocked: set[Identifier] = field(default_factory=set)
 
     def owner(self, identifier: Identifier) -> Profile | None:
         """The active profile an identifier resolves to; None if unknown or erased."""
@@ -127,6 +142,7 @@ class Plan:
     profiles: list[Profile] = field(default_factory=list)  # survivor, tombstones, owners a device moved from
     touchpoint: Touchpoint | None = None
     merges: list[tuple[str, str]] = field(default_factory=list)  # (loser, survivor) for the re-pointing job
+    audit: list[AuditEntry] = field(default_factory=list)  # merges, moves and conflicts, for explain
 
     @property
     def document_writes(self) -> int:
@@ -148,6 +164,7 @@ def touchpoint_for(observation: Observation, profile_id: str) -> Touchpoint:
         context=technical,
         identifiers=observation.all_linking + observation.context,
         properties=dict(event.properties),
+        traits=dict(event.traits),
     )
 
 
@@ -217,7 +234,8 @@ def fast_path_profile(observation: Observation, snapshot: Snapshot) -> Profile |
     owners = {getattr(snapshot.owner(i), "profile_id", None) for i in observation.all_linking}
     if len(owners) != 1 or None in owners:
         return None
-    return snapshot.resolve(owners.pop())
+    profile = snapshot.resolve(owners.pop())
+    return None if profile is None or profile.splitting else profile
 
 
 def touch_update(profile: Profile, event: Event) -> dict[str, Any] | None:
@@ -254,6 +272,7 @@ def plan_event(observation: Observation, snapshot: Snapshot, policy: Policy, new
         replay = copy.deepcopy(snapshot.processed)
         replay.duplicate = True
         return Plan(outcome=replay)
+    observation = admissible(observation, snapshot)
 
     at = event.timestamp
     profiles: dict[str, Profile] = {}  # working copies of every profile the plan writes
@@ -390,7 +409,85 @@ def plan_event(observation: Observation, snapshot: Snapshot, policy: Policy, new
         profiles=list(profiles.values()),
         touchpoint=touchpoint,
         merges=[(loser.profile_id, survivor.profile_id) for loser in losers],
+        audit=audit_entries(outcome, at),
     )
+
+
+def admissible(observation: Observation, snapshot: Snapshot) -> Observation:
+    """What of the event may change the graph: no blocklisted value, and no profile that is
+    being split (``ProfileBusy``: the event is retried once the split is done)."""
+    observation = without_blocked(observation, snapshot.blocked)
+    for identifier in observation.all_linking:
+        owner = snapshot.owner(identifier)
+        if owner is not None and owner.splitting:
+            raise ProfileBusy(owner.profile_id)
+    return observation
+
+
+def without_blocked(observation: Observation, blocked: set[Identifier]) -> Observation:
+    """The observation with the store's blocklisted values dropped, as placeholders are: they
+    never link, and the event goes on with its other identifiers."""
+    hits = [i for i in observation.all_linking if i in blocked]
+    if not hits:
+        return observation
+    kept = Observation(
+        observation.event,
+        [i for i in observation.linking if i not in blocked],
+        [i for i in observation.moving if i not in blocked],
+        observation.context,
+        [*observation.dropped, *(Dropped(i.kind, BLOCKED_REASON) for i in hits)],
+    )
+    if not kept.all_linking:
+        raise InvalidEvent(f"no usable identifier ({'; '.join(f'{i.kind}: {BLOCKED_REASON}' for i in hits)})")
+    return kept
+
+
+def audit_entries(outcome: Outcome, at: datetime) -> list[AuditEntry]:
+    """The merge history an outcome adds: one entry per merge, device move and refused link."""
+    survivor, event_id = outcome.profile_id or "", outcome.event_id
+    entries = []
+    if outcome.merged_profile_ids:
+        entries.append(
+            AuditEntry(
+                "merge",
+                at,
+                [survivor, *outcome.merged_profile_ids],
+                event_id,
+                details={"into": survivor, "merged": list(outcome.merged_profile_ids)},
+            )
+        )
+    for move in outcome.moved:
+        entries.append(
+            AuditEntry(
+                "move",
+                at,
+                [survivor, move["from_profile_id"]],
+                event_id,
+                details={"kind": move["kind"], "from": move["from_profile_id"], "to": survivor},
+            )
+        )
+    for conflict in outcome.conflicts:
+        entries.append(
+            AuditEntry(
+                "conflict",
+                at,
+                sorted({survivor, *filter(None, [conflict.profile_id])}),
+                event_id,
+                reason=conflict.reason,
+                details=conflict.as_dict(),
+            )
+        )
+    return entries
+
+
+def fold_event(profile: Profile, observation: Observation, policy: Policy) -> Touchpoint:
+    """Add one event to a profile's aggregates (seen times, counters, traits, touches, order
+    counting) without changing its identifiers; returns the event's touchpoint."""
+    _apply_event(profile, observation.event)
+    touchpoint = touchpoint_for(observation, profile.profile_id)
+    if observation.event.type == "order":
+        _count_order(profile, touchpoint, None, policy)
+    return touchpoint
 
 
 def _count_order(

@@ -6,6 +6,7 @@ hold exactly the same shapes.
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -119,6 +120,9 @@ class Profile:
     # When the customer first ordered (the journal's "days to the first order"); kept if that
     # order is later cancelled: the customer did place it.
     first_order_at: datetime | None = None
+    # The request id of a split in progress on this profile: events that would change its graph
+    # wait (they are retried) until the split has finished.
+    splitting: str | None = None
     # Not stored: the store's revision of the document this was read from (Firestore: its
     # update time), so the fast path can write the profile only if nothing changed it since.
     revision: Any = field(default=None, compare=False, repr=False)
@@ -161,6 +165,7 @@ class Profile:
             "recent_touches": [t.to_doc() for t in self.recent_touches],
             "first_order_ms": to_ms(self.first_order_at) if self.first_order_at else None,
             "version": self.version,
+            "splitting": self.splitting,
         }
 
     @classmethod
@@ -180,6 +185,7 @@ class Profile:
             recent_touches=[t for d in doc.get("recent_touches") or [] if (t := Touch.from_doc(d))],
             first_order_at=from_ms(doc["first_order_ms"]) if doc.get("first_order_ms") else None,
             version=int(doc.get("version", 0)),
+            splitting=doc.get("splitting"),
         )
 
 
@@ -198,6 +204,8 @@ class Touchpoint:
     properties: dict[str, Any]
     # For orders: the ad sources credited with the sale ({"first_touch": {...}, "last_touch": {...}}).
     credit: dict[str, dict[str, str]] = field(default_factory=dict)
+    # The traits the event set: evidence from which a split recomputes each profile's traits.
+    traits: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -217,6 +225,7 @@ class Touchpoint:
             "identifiers": [{"kind": i.kind, "value": i.value} for i in self.identifiers],
             "properties": dict(self.properties),
             "credit": {k: dict(v) for k, v in self.credit.items()},
+            "traits": dict(self.traits),
         }
 
     @classmethod
@@ -232,6 +241,7 @@ class Touchpoint:
             identifiers=[Identifier(i["kind"], i["value"]) for i in doc.get("identifiers") or []],
             properties=dict(doc.get("properties") or {}),
             credit={k: dict(v) for k, v in (doc.get("credit") or {}).items()},
+            traits=dict(doc.get("traits") or {}),
         )
 
 
@@ -296,4 +306,77 @@ class Outcome:
             conflicts=[Dropped(**c) for c in data.get("conflicts") or []],
             duplicate=bool(data.get("duplicate", False)),
             version=int(data.get("version", 0)),
+        )
+
+
+AuditAction = Literal["merge", "split", "move", "conflict", "block"]
+
+
+@dataclass
+class AuditEntry:
+    """``audit/{keyed hash}``: one change of the graph that touched a profile (merge history).
+
+    Kinds, profile ids, event and request ids only, never identifier values: entries are
+    listed by profile and erased with the customer."""
+
+    action: AuditAction
+    at: datetime
+    profile_ids: list[str]  # every profile the change touched (queried with array-contains)
+    event_id: str | None = None  # the event that triggered it
+    request_id: str | None = None  # the split request that triggered it
+    reason: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """What the document id is derived from: the same change written twice is one entry."""
+        return f"audit:{self.action}:{self.event_id or self.request_id}:{','.join(self.profile_ids)}"
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "at": self.at,
+            "profile_ids": list(self.profile_ids),
+            "event_id": self.event_id,
+            "request_id": self.request_id,
+            "reason": self.reason,
+            "details": copy.deepcopy(self.details),
+        }
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> AuditEntry:
+        return cls(
+            action=doc["action"],
+            at=doc["at"],
+            profile_ids=list(doc.get("profile_ids") or []),
+            event_id=doc.get("event_id"),
+            request_id=doc.get("request_id"),
+            reason=doc.get("reason"),
+            details=copy.deepcopy(doc.get("details") or {}),
+        )
+
+
+@dataclass
+class BlockEntry:
+    """``blocklist/{keyed hash of kind:value}``: a value an operator blocked; it never links
+    anything again (``merge.plan_event`` drops it from every event)."""
+
+    identifier: Identifier
+    at: datetime
+    reason: str
+    request_id: str | None = None
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "kind": self.identifier.kind,
+            "value": self.identifier.value,
+            "at": self.at,
+            "reason": self.reason,
+            "request_id": self.request_id,
+        }
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> BlockEntry:
+        return cls(
+            Identifier(doc["kind"], doc["value"]), doc["at"], doc.get("reason", ""), doc.get("request_id")
         )

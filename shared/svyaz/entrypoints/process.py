@@ -15,8 +15,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from svyaz.adapters.queue import Message, outcome_message
+from svyaz.adapters.queue import Message, outcome_message, split_message
 from svyaz.app.runtime import Runtime
+from svyaz.app.splits import Splitter
 from svyaz.app.warehouse import touchpoint_message
 from svyaz.domain.events import Event, describe_validation_error
 from svyaz.domain.merge import InvalidEvent
@@ -43,6 +44,8 @@ def apply_message(message: Message, runtime: Runtime) -> Outcome | None:
     kind = message.attributes.get("kind", "event")
     if kind == "erase":
         return _erase(message, runtime)
+    if kind == "split":
+        return _split(message, runtime)
     if kind != "event":
         raise PoisonMessage(f"unknown message kind {kind!r}")
     try:
@@ -88,6 +91,32 @@ def _erase(message: Message, runtime: Runtime) -> Outcome | None:
     runtime.publisher.publish(runtime.settings.profile_updates_topic, [update])
     log.info("profile erased", extra={"svyaz": {"profile_ids": report.profile_ids}})
     return outcome
+
+
+def _split(message: Message, runtime: Runtime) -> None:
+    """Carry a split request on; queue it again when the time budget runs out. A transient
+    failure or ``ProfileBusy`` (another split of the profile) raises: Pub/Sub redelivers."""
+    try:
+        request_id = str(json.loads(message.data)["request_id"])
+        request = Splitter(runtime.store, runtime.policy).run(
+            request_id, runtime.settings.split_budget_seconds
+        )
+    except (ValueError, KeyError, TypeError):
+        raise PoisonMessage("invalid or unknown split request") from None
+    if request is None:
+        runtime.publisher.publish(runtime.settings.events_topic, [split_message(request_id)])
+        return None
+    if request.state == "done":
+        updates = []
+        for profile_id in request.result.get("profile_ids", []):
+            update = outcome_message(Outcome(f"split:{request_id}", "unchanged", profile_id))
+            update.attributes["status"] = "split"
+            update.data = json.dumps(
+                {"status": "split", "profile_id": profile_id, "request_id": request_id, **request.result}
+            ).encode()
+            updates.append(update)
+        runtime.publisher.publish(runtime.settings.profile_updates_topic, updates)
+    return None
 
 
 def handle_cloud_event(data: dict[str, Any], event_id: str, runtime: Runtime) -> Outcome | None:

@@ -1,4 +1,5 @@
-"""``/profiles``: read unified profiles and their touch history; queue erasure requests."""
+"""``/profiles``: read unified profiles, their touch history and their explanation; queue
+erasure and split requests. ``/splits/<request id>`` and ``/blocklist`` live here too."""
 
 from __future__ import annotations
 
@@ -7,22 +8,43 @@ from datetime import datetime
 
 import flask
 
-from svyaz.adapters.queue import QueueUnavailable, erase_message
+from svyaz.adapters.queue import QueueUnavailable, erase_message, split_message
+from svyaz.app.explain import explain, path
 from svyaz.app.runtime import Runtime
+from svyaz.app.splits import new_request
 from svyaz.app.views import history, profile_view, render_html, touchpoint_view
 from svyaz.domain.model import Identifier
-from svyaz.entrypoints.http import HttpError, allow_methods, json_response, require_key, subpath
+from svyaz.entrypoints.http import (
+    HttpError,
+    allow_methods,
+    json_response,
+    parse_json,
+    read_body,
+    require_key,
+    subpath,
+)
 from svyaz.identity.normalize import Rejected, normalize
 from svyaz.identity.policy import UnknownKind
 
 PROFILE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+ENTRY_ID = re.compile(r"^[0-9a-f]{64}$")
 MAX_PAGE = 200
+MAX_SPLIT_BODY = 4096
+MAX_REASON = 500
 
 
 def handle(request: flask.Request, runtime: Runtime) -> flask.Response:
-    allow_methods(request, "GET", "DELETE")
+    allow_methods(request, "GET", "DELETE", "POST")
     require_key(request, runtime.settings.api_keys, "API key")
     parts = [p for p in subpath(request, "/profiles").split("/") if p]
+    if parts[:1] == ["splits"]:
+        return _split_state(request, parts[1:], runtime)
+    if parts[:1] == ["blocklist"]:
+        return _blocklist(request, parts[1:], runtime)
+    if request.method == "POST":
+        if len(parts) != 2 or parts[1] != "split":
+            raise HttpError(404, "not_found", "POST /profiles/<id>/split")
+        return _split(request, parts[0], runtime)
     if request.method == "DELETE":
         if len(parts) != 1:
             raise HttpError(404, "not_found", "DELETE /profiles/<id>")
@@ -35,21 +57,27 @@ def handle(request: flask.Request, runtime: Runtime) -> flask.Response:
         return _touchpoints(request, parts[0], runtime)
     if len(parts) == 2 and parts[1] == "journal":
         return _journal(parts[0], runtime)
+    if len(parts) == 2 and parts[1] == "explain":
+        return _explain(request, parts[0], runtime)
     raise HttpError(
         404, "not_found", "unknown path; see GET /profiles/lookup, /profiles/<id>, /profiles/<id>/touchpoints"
     )
 
 
-def _lookup(request: flask.Request, runtime: Runtime) -> flask.Response:
-    kind, value = request.args.get("kind"), request.args.get("value")
-    if not kind or value is None:
-        raise HttpError(400, "invalid_query", "kind and value are required")
+def _identifier(kind: object, value: object, runtime: Runtime, what: str = "kind and value") -> Identifier:
+    """An identifier as the engine sees it (normalized), or a 400 naming what is wrong."""
+    if not isinstance(kind, str) or not kind or not isinstance(value, str):
+        raise HttpError(400, "invalid_query", f"{what} are required")
     try:
-        identifier = Identifier(kind, normalize(runtime.policy, kind, value))
+        return Identifier(kind, normalize(runtime.policy, kind, value))
     except UnknownKind as exc:
         raise HttpError(400, "unknown_kind", str(exc)) from None
     except Rejected as exc:
         raise HttpError(400, "invalid_value", f"{kind}: {exc.reason}") from None
+
+
+def _lookup(request: flask.Request, runtime: Runtime) -> flask.Response:
+    identifier = _identifier(request.args.get("kind"), request.args.get("value"), runtime)
     profile = runtime.store.lookup(identifier)
     if profile is None:
         raise HttpError(404, "not_found", "no profile holds this identifier")
@@ -102,3 +130,71 @@ def _erase(profile_id: str, runtime: Runtime) -> flask.Response:
     except QueueUnavailable:
         raise HttpError(503, "queue_unavailable", "the erasure could not be queued; retry later") from None
     return json_response({"profile_id": profile.profile_id, "erasure": "queued"}, 202)
+
+
+def _explain(request: flask.Request, profile_id: str, runtime: Runtime) -> flask.Response:
+    profile = _profile(profile_id, runtime)
+    if not any(k in request.args for k in ("kind", "value", "to_kind", "to_value")):
+        return json_response(explain(runtime.store, profile))
+    args = request.args
+    start = _identifier(args.get("kind"), args.get("value"), runtime)
+    end = _identifier(args.get("to_kind"), args.get("to_value"), runtime, "to_kind and to_value")
+    return json_response(path(runtime.store, profile, start, end))
+
+
+def _split(request: flask.Request, profile_id: str, runtime: Runtime) -> flask.Response:
+    body = parse_json(read_body(request, MAX_SPLIT_BODY))
+    block = body.get("block") if isinstance(body, dict) else None
+    reason = body.get("reason") if isinstance(body, dict) else None
+    if not isinstance(block, dict):
+        raise HttpError(400, "invalid_body", 'expected {"block": {"kind": ..., "value": ...}, "reason": ...}')
+    if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON:
+        raise HttpError(400, "invalid_body", f"reason: a non-empty text of at most {MAX_REASON} characters")
+    identifier = _identifier(block.get("kind"), block.get("value"), runtime, "block.kind and block.value")
+    if not runtime.policy.kind(identifier.kind).links:
+        raise HttpError(400, "invalid_body", f"{identifier.kind} never links profiles: nothing to block")
+    profile = _profile(profile_id, runtime)
+    split = new_request(profile.profile_id, identifier, reason.strip())
+    runtime.store.create_split(split)
+    try:
+        runtime.publisher.publish(runtime.settings.events_topic, [split_message(split.request_id)])
+    except QueueUnavailable:
+        raise HttpError(503, "queue_unavailable", "the split could not be queued; retry later") from None
+    return json_response(split.view(), 202, {"Location": f"/splits/{split.request_id}"})
+
+
+def _split_state(request: flask.Request, parts: list[str], runtime: Runtime) -> flask.Response:
+    if request.method != "GET" or len(parts) != 1 or not PROFILE_ID.match(parts[0]):
+        raise HttpError(404, "not_found", "GET /splits/<request id>")
+    split = runtime.store.get_split(parts[0])
+    if split is None:
+        raise HttpError(404, "not_found", "no such split request")
+    return json_response(split.view())
+
+
+def _blocklist(request: flask.Request, parts: list[str], runtime: Runtime) -> flask.Response:
+    """``GET /blocklist``: every blocked value with its entry id; ``DELETE /blocklist/<entry id>``
+    unblocks one (the id is a keyed hash: no value in the URL). Unblocking re-merges nothing."""
+    entries = {runtime.store.keys.identifier(e.identifier): e for e in runtime.store.blocklist()}
+    if request.method == "GET" and not parts:
+        items = [
+            {"id": key, **_entry_view(entry)}
+            for key, entry in sorted(entries.items(), key=lambda item: item[1].at)
+        ]
+        return json_response({"blocklist": items})
+    if request.method == "DELETE" and len(parts) == 1 and ENTRY_ID.match(parts[0]):
+        entry = entries.get(parts[0])
+        if entry is None or not runtime.store.unblock(entry.identifier):
+            raise HttpError(404, "not_found", "no such blocklist entry")
+        return json_response({"id": parts[0], "unblocked": True, **_entry_view(entry)})
+    raise HttpError(404, "not_found", "GET /blocklist or DELETE /blocklist/<entry id>")
+
+
+def _entry_view(entry) -> dict:
+    return {
+        "kind": entry.identifier.kind,
+        "value": entry.identifier.value,
+        "reason": entry.reason,
+        "at": entry.at.isoformat().replace("+00:00", "Z"),
+        "request_id": entry.request_id,
+    }

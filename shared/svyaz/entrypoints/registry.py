@@ -55,17 +55,20 @@ FUNCTIONS: tuple[Function, ...] = (
         trigger="pubsub",
         settings=("pepper",),
         public=False,
-        publishes_to=("profile_updates",),
+        # events: a split too long for one invocation queues its own continuation
+        publishes_to=("profile_updates", "events"),
         project_roles=("roles/datastore.user",),
     ),
     Function(
         "profiles",
         "profiles:handle",
-        "profile read API and erasure requests (queued on the events topic)",
-        paths=("/profiles",),
+        "profile read API and explanation; erasure and split requests (queued on the events topic); "
+        "the blocklist",
+        paths=("/profiles", "/splits", "/blocklist"),
         settings=("api_keys", "pepper"),
         development={"SVYAZ_API_KEYS": "dev-api-key"},
-        project_roles=("roles/datastore.viewer",),
+        # user, not viewer: it stores split requests and removes blocklist entries
+        project_roles=("roles/datastore.user",),
     ),
     Function(
         "qr_landing",

@@ -15,7 +15,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from svyaz.domain.merge import Plan, Snapshot
-from svyaz.domain.model import Identifier, IdentifierRecord, Outcome, Profile, Touchpoint
+from svyaz.domain.model import (
+    AuditEntry,
+    BlockEntry,
+    Identifier,
+    IdentifierRecord,
+    Outcome,
+    Profile,
+    Touchpoint,
+)
+from svyaz.domain.split import SplitRequest
 
 Decide = Callable[[Snapshot], Plan]
 GONE = datetime(1970, 1, 1, tzinfo=UTC)
@@ -70,6 +79,9 @@ class Keys:
 
     def event(self, event_id: str) -> str:
         return self._hash(f"event:{event_id}")
+
+    def audit(self, entry: AuditEntry) -> str:
+        return self._hash(entry.name)
 
 
 class Store(ABC):
@@ -140,6 +152,66 @@ class Store(ABC):
         """Remove a customer completely: mark the profile erased (so every identifier
         resolves to nothing at once), then delete its identifier records, touchpoints and the
         tombstones of every profile merged into it. None if the profile is unknown."""
+
+    # --- blocklist, audit, evidence --------------------------------------------------
+    @abstractmethod
+    def blocklist(self) -> list[BlockEntry]:
+        """Every value blocked by an operator (``blocklist/{keyed hash}``)."""
+
+    @abstractmethod
+    def unblock(self, identifier: Identifier) -> bool:
+        """Remove a blocklist entry (False if there was none). Re-merges nothing by itself."""
+
+    @abstractmethod
+    def audit(self, profile_ids: list[str]) -> list[AuditEntry]:
+        """The merge history (merges, moves, conflicts, blocks, splits) touching these profiles."""
+
+    @abstractmethod
+    def records_of(self, profile_ids: list[str]) -> list[IdentifierRecord]:
+        """Every identifier record pointing at one of these profiles (no chain following)."""
+
+    @abstractmethod
+    def touchpoints_of(self, profile_ids: list[str]) -> Iterator[Touchpoint]:
+        """Every touchpoint owned by one of these profiles, in no particular order."""
+
+    @abstractmethod
+    def touchpoints_by_event(self, event_ids: list[str]) -> dict[str, Touchpoint]:
+        """Touchpoints by the event id they are keyed by (the evidence of identifier records)."""
+
+    # --- split ----------------------------------------------------------------------
+    @abstractmethod
+    def create_split(self, request: SplitRequest) -> None:
+        """Store a new split request (state ``queued``)."""
+
+    @abstractmethod
+    def get_split(self, request_id: str) -> SplitRequest | None: ...
+
+    @abstractmethod
+    def begin_split(self, request_id: str, at: datetime) -> SplitRequest:
+        """In one transaction (``split.decide_block``): block the value, take it out of the
+        profile holding it, mark the profile to split as splitting. A repeat changes nothing.
+        Raises ``ProfileBusy`` while another split of the profile runs."""
+
+    @abstractmethod
+    def save_split_plan(
+        self,
+        request: SplitRequest,
+        parts: list[dict[str, Any]],
+        profiles: list[Profile],
+        tombstones: dict[str, str],
+    ) -> SplitRequest:
+        """Store the plan's chunks, create the new profiles (still marked splitting) and keep the
+        first profile's recomputed document and the tombstones' new targets for the end."""
+
+    @abstractmethod
+    def apply_split_part(self, request_id: str, n: int) -> SplitRequest:
+        """In one transaction: chunk ``n`` of the plan, if it is the next one to apply."""
+
+    @abstractmethod
+    def finish_split(self, request_id: str, audit: list[AuditEntry]) -> SplitRequest:
+        """In one transaction: the kept profile's recomputed document, every resulting profile
+        open to events again, tombstones pointing at the profile that took their evidence, the
+        audit entries, the request ``done``; then the plan's chunks are deleted."""
 
     # --- shared helpers -------------------------------------------------------------
     def resolve(self, profile_id: str | None) -> Profile | None:

@@ -32,8 +32,18 @@ from svyaz.adapters.store.base import (
     gather_snapshot,
 )
 from svyaz.adapters.store.memory import erased_doc
-from svyaz.domain.merge import Plan, Snapshot
-from svyaz.domain.model import Identifier, IdentifierRecord, Outcome, Profile, Touchpoint, to_ms
+from svyaz.domain.merge import Plan, ProfileBusy, Snapshot
+from svyaz.domain.model import (
+    AuditEntry,
+    BlockEntry,
+    Identifier,
+    IdentifierRecord,
+    Outcome,
+    Profile,
+    Touchpoint,
+    to_ms,
+)
+from svyaz.domain.split import SplitRequest, decide_block
 
 log = logging.getLogger("svyaz.adapters.store.firestore")
 
@@ -68,6 +78,9 @@ class FirestoreStore(Store):
         self._profiles = self.client.collection("profiles")
         self._touchpoints = self.client.collection("touchpoints")
         self._processed = self.client.collection("processed_events")
+        self._blocklist = self.client.collection("blocklist")
+        self._audit = self.client.collection("audit")
+        self._splits = self.client.collection("splits")
 
     # --- snapshot reads ---------------------------------------------------------------
     def _gather(
@@ -86,8 +99,17 @@ class FirestoreStore(Store):
         if touchpoint_name is not None and touchpoint_name != event_id:
             previous_ref = self._touchpoints.document(self.keys.event(touchpoint_name))
         wanted = {self._identifiers.document(self.keys.identifier(i)).path: i for i in identifiers}
+        # Blocklist entries only inside a transaction: the fast path needs none (a blocked value
+        # has no record, so an event carrying one never takes the fast path).
+        block_refs = (
+            {}
+            if fast_check
+            else {self._blocklist.document(self.keys.identifier(i)).path: i for i in identifiers}
+        )
         refs = [processed_ref, *([previous_ref] if previous_ref else []), *map(self.client.document, wanted)]
+        refs += list(map(self.client.document, block_refs))
         found = {d.reference.path: d for d in self.client.get_all(refs, transaction=transaction) if d.exists}
+        blocked = {i for p, i in block_refs.items() if p in found}
         processed = found.get(processed_ref.path)
         outcome = Outcome.from_dict(processed.get("outcome")) if processed is not None else None
         previous_doc = found.get(previous_ref.path) if previous_ref is not None else None
@@ -110,7 +132,9 @@ class FirestoreStore(Store):
                     found[doc.id].revision = doc.update_time
             return found
 
-        return gather_snapshot(identifiers, lambda _ids: records, profiles, outcome, previous)
+        snapshot = gather_snapshot(identifiers, lambda _ids: records, profiles, outcome, previous)
+        snapshot.blocked = blocked
+        return snapshot
 
     def read_snapshot(self, identifiers: Iterable[Identifier], event_id: str) -> Snapshot:
         return self._gather(identifiers, event_id, fast_check=True)
@@ -155,6 +179,8 @@ class FirestoreStore(Store):
                     self._touchpoints.document(self.keys.event(plan.touchpoint.name)),
                     plan.touchpoint.to_doc(),
                 )
+            for entry in plan.audit:
+                transaction.set(self._audit.document(self.keys.audit(entry)), entry.to_doc())
             transaction.create(
                 self._processed.document(self.keys.event(event_id)), self._processed_doc(plan.outcome)
             )
@@ -272,6 +298,8 @@ class FirestoreStore(Store):
         @firestore.transactional
         def mark(transaction: firestore.Transaction) -> Profile | None:
             profile = self._resolve_in(transaction, profile_id)
+            if profile is not None and profile.splitting:
+                raise ProfileBusy(profile.profile_id)
             if profile is not None:
                 transaction.set(
                     self._profiles.document(profile.profile_id), erased_doc(profile, datetime.now(UTC))
@@ -285,6 +313,8 @@ class FirestoreStore(Store):
         family = [profile.profile_id, *profile.merged_from]
         records = self._delete_where(self._identifiers, family)
         touches = self._delete_where(self._touchpoints, family)
+        self._delete_where(self._splits, family)
+        self._delete_audit(family)
         batch = self.client.batch()
         for pid in profile.merged_from:
             batch.delete(self._profiles.document(pid))
@@ -319,3 +349,192 @@ class FirestoreStore(Store):
                 batch.commit()
                 deleted += len(docs)
         return deleted
+
+    def _delete_audit(self, profile_ids: list[str]) -> None:
+        for start in range(0, len(profile_ids), IN_QUERY_LIMIT):
+            chunk = profile_ids[start : start + IN_QUERY_LIMIT]
+            query = self._audit.where(filter=FieldFilter("profile_ids", "array_contains_any", chunk))
+            while docs := list(query.limit(400).stream()):
+                batch = self.client.batch()
+                for doc in docs:
+                    batch.delete(doc.reference)
+                batch.commit()
+
+    # --- blocklist, audit, evidence -----------------------------------------------------
+    def blocklist(self) -> list[BlockEntry]:
+        return [BlockEntry.from_doc(d.to_dict()) for d in self._blocklist.stream()]
+
+    def unblock(self, identifier: Identifier) -> bool:
+        ref = self._blocklist.document(self.keys.identifier(identifier))
+        if not ref.get().exists:
+            return False
+        ref.delete()
+        return True
+
+    def audit(self, profile_ids: list[str]) -> list[AuditEntry]:
+        found: dict[str, AuditEntry] = {}
+        for start in range(0, len(profile_ids), IN_QUERY_LIMIT):
+            chunk = profile_ids[start : start + IN_QUERY_LIMIT]
+            query = self._audit.where(filter=FieldFilter("profile_ids", "array_contains_any", chunk))
+            found |= {d.id: AuditEntry.from_doc(d.to_dict()) for d in query.stream()}
+        return sorted(found.values(), key=lambda e: (e.at, e.action))
+
+    def _where_profile(self, collection: Any, profile_ids: list[str]) -> Iterator[Any]:
+        for start in range(0, len(profile_ids), IN_QUERY_LIMIT):
+            chunk = profile_ids[start : start + IN_QUERY_LIMIT]
+            yield from collection.where(filter=FieldFilter("profile_id", "in", chunk)).stream()
+
+    def records_of(self, profile_ids: list[str]) -> list[IdentifierRecord]:
+        return [
+            IdentifierRecord.from_doc(d.to_dict())
+            for d in self._where_profile(self._identifiers, profile_ids)
+        ]
+
+    def touchpoints_of(self, profile_ids: list[str]) -> Iterator[Touchpoint]:
+        return (Touchpoint.from_doc(d.to_dict()) for d in self._where_profile(self._touchpoints, profile_ids))
+
+    def touchpoints_by_event(self, event_ids: list[str]) -> dict[str, Touchpoint]:
+        refs = {self._touchpoints.document(self.keys.event(e)).path: e for e in event_ids}
+        docs = self.client.get_all(list(map(self.client.document, refs))) if refs else []
+        return {refs[d.reference.path]: Touchpoint.from_doc(d.to_dict()) for d in docs if d.exists}
+
+    # --- split ------------------------------------------------------------------------
+    def create_split(self, request: SplitRequest) -> None:
+        try:
+            self._splits.document(request.request_id).create(request.to_doc())
+        except gexc.AlreadyExists:
+            pass
+
+    def get_split(self, request_id: str) -> SplitRequest | None:
+        doc = self._splits.document(request_id).get()
+        return SplitRequest.from_doc(doc.id, doc.to_dict()) if doc.exists else None
+
+    def _split_in(self, transaction: Any, request_id: str) -> SplitRequest:
+        doc = self._splits.document(request_id).get(transaction=transaction)
+        if not doc.exists:
+            raise KeyError(request_id)
+        return SplitRequest.from_doc(doc.id, doc.to_dict())
+
+    def _part(self, request_id: str, name: str) -> Any:
+        return self._splits.document(request_id).collection("parts").document(name)
+
+    def begin_split(self, request_id: str, at: datetime) -> SplitRequest:
+        @firestore.transactional
+        def run(transaction: firestore.Transaction) -> SplitRequest:
+            request = self._split_in(transaction, request_id)
+            record_ref = self._identifiers.document(self.keys.identifier(request.block))
+            record_doc = record_ref.get(transaction=transaction)
+            record = IdentifierRecord.from_doc(record_doc.to_dict()) if record_doc.exists else None
+            owner = self._resolve_in(transaction, record.profile_id) if record is not None else None
+            profile = self._resolve_in(transaction, request.profile_id)
+            decision = decide_block(request, profile, record, owner, at)
+            if decision.entry is not None:
+                transaction.set(
+                    self._blocklist.document(self.keys.identifier(request.block)), decision.entry.to_doc()
+                )
+            if decision.delete_record:
+                transaction.delete(record_ref)
+            for changed in decision.profiles:
+                transaction.set(self._profiles.document(changed.profile_id), changed.to_doc())
+            for entry in decision.audit:
+                transaction.set(self._audit.document(self.keys.audit(entry)), entry.to_doc())
+            transaction.set(self._splits.document(request_id), decision.request.to_doc())
+            return decision.request
+
+        return self._retrying("begin split", lambda: run(self.client.transaction(max_attempts=1)))
+
+    def save_split_plan(
+        self,
+        request: SplitRequest,
+        parts: list[dict[str, Any]],
+        profiles: list[Profile],
+        tombstones: dict[str, str],
+    ) -> SplitRequest:
+        # The chunks first (a crash here leaves the request unplanned: planned again, the same
+        # chunks are written again); then one transaction makes the plan the request's.
+        for n, part in enumerate(parts):
+            self._part(request.request_id, str(n)).set(part)
+        kept, *created = profiles
+        self._part(request.request_id, "kept").set({"profile": kept.to_doc(), "tombstones": dict(tombstones)})
+
+        @firestore.transactional
+        def run(transaction: firestore.Transaction) -> SplitRequest:
+            current = self._split_in(transaction, request.request_id)
+            if current.parts >= 0:
+                return current
+            for profile in created:
+                transaction.set(self._profiles.document(profile.profile_id), profile.to_doc())
+            transaction.set(self._splits.document(request.request_id), request.to_doc())
+            return request
+
+        return self._retrying("plan split", lambda: run(self.client.transaction(max_attempts=1)))
+
+    def apply_split_part(self, request_id: str, n: int) -> SplitRequest:
+        @firestore.transactional
+        def run(transaction: firestore.Transaction) -> SplitRequest:
+            request = self._split_in(transaction, request_id)
+            if request.state != "moving" or request.cursor != n:
+                return request
+            part = self._part(request_id, str(n)).get(transaction=transaction).to_dict()
+            moves = {
+                self._touchpoints.document(self.keys.event(m["name"])).path: m for m in part["touchpoints"]
+            }
+            existing = (
+                {
+                    d.reference.path
+                    for d in self.client.get_all(
+                        list(map(self.client.document, moves)), transaction=transaction
+                    )
+                    if d.exists
+                }
+                if moves
+                else set()
+            )
+            for doc in part["records"]:
+                ref = self._identifiers.document(self.keys.identifier(Identifier(doc["kind"], doc["value"])))
+                transaction.set(ref, doc)
+            for path, move in moves.items():
+                if path in existing:  # erased meanwhile: nothing to move
+                    transaction.update(
+                        self.client.document(path),
+                        {"profile_id": move["profile_id"], "credit": move["credit"]},
+                    )
+            request.cursor = n + 1
+            transaction.set(self._splits.document(request_id), request.to_doc())
+            return request
+
+        return self._retrying("split chunk", lambda: run(self.client.transaction(max_attempts=1)))
+
+    def finish_split(self, request_id: str, audit: list[AuditEntry]) -> SplitRequest:
+        @firestore.transactional
+        def run(transaction: firestore.Transaction) -> SplitRequest:
+            request = self._split_in(transaction, request_id)
+            if request.state != "moving" or request.cursor != request.parts:
+                return request
+            kept = self._part(request_id, "kept").get(transaction=transaction).to_dict()
+            losers = [self._profiles.document(p) for p in kept["tombstones"]]
+            existing = (
+                {d.id for d in self.client.get_all(losers, transaction=transaction) if d.exists}
+                if losers
+                else set()
+            )
+            transaction.set(
+                self._profiles.document(request.profile_id), {**kept["profile"], "splitting": None}
+            )
+            for profile_id in request.result.get("profile_ids", []):
+                if profile_id != request.profile_id:
+                    transaction.update(self._profiles.document(profile_id), {"splitting": None})
+            for loser, target in kept["tombstones"].items():
+                if loser in existing:
+                    transaction.update(self._profiles.document(loser), {"merged_into": target})
+            for entry in audit:
+                transaction.set(self._audit.document(self.keys.audit(entry)), entry.to_doc())
+            request.state = "done"
+            transaction.set(self._splits.document(request_id), request.to_doc())
+            return request
+
+        request = self._retrying("finish split", lambda: run(self.client.transaction(max_attempts=1)))
+        if request.state == "done":
+            for doc in self._splits.document(request_id).collection("parts").list_documents():
+                doc.delete()
+        return request

@@ -21,8 +21,18 @@ from svyaz.adapters.store.base import (
     StoreError,
     gather_snapshot,
 )
-from svyaz.domain.merge import Plan, Snapshot
-from svyaz.domain.model import Identifier, IdentifierRecord, Outcome, Profile, Touchpoint, to_ms
+from svyaz.domain.merge import Plan, ProfileBusy, Snapshot
+from svyaz.domain.model import (
+    AuditEntry,
+    BlockEntry,
+    Identifier,
+    IdentifierRecord,
+    Outcome,
+    Profile,
+    Touchpoint,
+    to_ms,
+)
+from svyaz.domain.split import SplitRequest, decide_block
 
 
 class MemoryStore(Store):
@@ -33,6 +43,10 @@ class MemoryStore(Store):
         self.profiles: dict[str, dict[str, Any]] = {}
         self.touchpoint_docs: dict[str, dict[str, Any]] = {}
         self.processed_events: dict[str, dict[str, Any]] = {}
+        self.blocklist_docs: dict[str, dict[str, Any]] = {}
+        self.audit_docs: dict[str, dict[str, Any]] = {}
+        self.split_docs: dict[str, dict[str, Any]] = {}
+        self.split_parts: dict[tuple[str, str], dict[str, Any]] = {}
 
     # --- write path -------------------------------------------------------------------
     def _snapshot(
@@ -58,7 +72,10 @@ class MemoryStore(Store):
         if touchpoint_name is not None and touchpoint_name != event_id:
             doc = self.touchpoint_docs.get(self.keys.event(touchpoint_name))
             previous = None if doc is None else Touchpoint.from_doc(copy.deepcopy(doc))
-        return gather_snapshot(identifiers, records, profiles, self._processed(event_id), previous)
+        identifiers = list(identifiers)
+        snapshot = gather_snapshot(identifiers, records, profiles, self._processed(event_id), previous)
+        snapshot.blocked = {i for i in identifiers if self.keys.identifier(i) in self.blocklist_docs}
+        return snapshot
 
     def read_snapshot(self, identifiers: Iterable[Identifier], event_id: str) -> Snapshot:
         with self._lock:
@@ -77,6 +94,8 @@ class MemoryStore(Store):
                 self.profiles[profile.profile_id] = profile.to_doc()
             if plan.touchpoint is not None:
                 self.touchpoint_docs[self.keys.event(plan.touchpoint.name)] = plan.touchpoint.to_doc()
+            for entry in plan.audit:
+                self.audit_docs[self.keys.audit(entry)] = entry.to_doc()
             self._remember(event_id, plan.outcome)
             return plan
 
@@ -180,6 +199,8 @@ class MemoryStore(Store):
             profile = self.resolve(profile_id)
             if profile is None:
                 return None
+            if profile.splitting:
+                raise ProfileBusy(profile.profile_id)
             family = {profile.profile_id, *profile.merged_from}
             records = [k for k, d in self.identifiers.items() if d["profile_id"] in family]
             touches = [k for k, d in self.touchpoint_docs.items() if d["profile_id"] in family]
@@ -189,8 +210,134 @@ class MemoryStore(Store):
                 del self.touchpoint_docs[key]
             for pid in profile.merged_from:
                 self.profiles.pop(pid, None)
+            for key in [k for k, d in self.audit_docs.items() if family & set(d["profile_ids"])]:
+                del self.audit_docs[key]
+            for request_id in [r for r, d in self.split_docs.items() if d["profile_id"] in family]:
+                del self.split_docs[request_id]
             self.profiles[profile.profile_id] = erased_doc(profile, datetime.now(UTC))
             return ErasureReport(sorted(family), len(records), len(touches))
+
+    # --- blocklist, audit, evidence -----------------------------------------------------
+    def blocklist(self) -> list[BlockEntry]:
+        with self._lock:
+            return [BlockEntry.from_doc(copy.deepcopy(d)) for d in self.blocklist_docs.values()]
+
+    def unblock(self, identifier: Identifier) -> bool:
+        with self._lock:
+            return self.blocklist_docs.pop(self.keys.identifier(identifier), None) is not None
+
+    def audit(self, profile_ids: list[str]) -> list[AuditEntry]:
+        wanted = set(profile_ids)
+        with self._lock:
+            docs = [copy.deepcopy(d) for d in self.audit_docs.values() if wanted & set(d["profile_ids"])]
+        return sorted((AuditEntry.from_doc(d) for d in docs), key=lambda e: (e.at, e.action))
+
+    def records_of(self, profile_ids: list[str]) -> list[IdentifierRecord]:
+        wanted = set(profile_ids)
+        with self._lock:
+            docs = [copy.deepcopy(d) for d in self.identifiers.values() if d["profile_id"] in wanted]
+        return [IdentifierRecord.from_doc(d) for d in docs]
+
+    def touchpoints_of(self, profile_ids: list[str]) -> Iterator[Touchpoint]:
+        wanted = set(profile_ids)
+        with self._lock:
+            docs = [copy.deepcopy(d) for d in self.touchpoint_docs.values() if d["profile_id"] in wanted]
+        return (Touchpoint.from_doc(d) for d in docs)
+
+    def touchpoints_by_event(self, event_ids: list[str]) -> dict[str, Touchpoint]:
+        with self._lock:
+            found = {e: self.touchpoint_docs.get(self.keys.event(e)) for e in event_ids}
+            return {e: Touchpoint.from_doc(copy.deepcopy(d)) for e, d in found.items() if d is not None}
+
+    # --- split ------------------------------------------------------------------------
+    def create_split(self, request: SplitRequest) -> None:
+        with self._lock:
+            self.split_docs.setdefault(request.request_id, request.to_doc())
+
+    def get_split(self, request_id: str) -> SplitRequest | None:
+        with self._lock:
+            doc = self.split_docs.get(request_id)
+            return None if doc is None else SplitRequest.from_doc(request_id, copy.deepcopy(doc))
+
+    def begin_split(self, request_id: str, at: datetime) -> SplitRequest:
+        with self._lock:
+            request = self.get_split(request_id)
+            assert request is not None
+            record = self.get_record(request.block)
+            owner = self.resolve(record.profile_id) if record is not None else None
+            decision = decide_block(request, self.resolve(request.profile_id), record, owner, at)
+            if decision.entry is not None:
+                key = self.keys.identifier(request.block)
+                self.blocklist_docs.setdefault(key, decision.entry.to_doc())
+            if decision.delete_record:
+                self.identifiers.pop(self.keys.identifier(request.block), None)
+            for profile in decision.profiles:
+                self.profiles[profile.profile_id] = profile.to_doc()
+            for entry in decision.audit:
+                self.audit_docs[self.keys.audit(entry)] = entry.to_doc()
+            self.split_docs[request_id] = decision.request.to_doc()
+            return decision.request
+
+    def save_split_plan(
+        self,
+        request: SplitRequest,
+        parts: list[dict[str, Any]],
+        profiles: list[Profile],
+        tombstones: dict[str, str],
+    ) -> SplitRequest:
+        with self._lock:
+            current = self.get_split(request.request_id)
+            if current is None or current.parts >= 0:
+                return current or request
+            for n, part in enumerate(parts):
+                self.split_parts[(request.request_id, str(n))] = copy.deepcopy(part)
+            kept, *created = profiles
+            kept_doc = {"profile": kept.to_doc(), "tombstones": dict(tombstones)}
+            self.split_parts[(request.request_id, "kept")] = kept_doc
+            for profile in created:
+                self.profiles[profile.profile_id] = profile.to_doc()
+            self.split_docs[request.request_id] = request.to_doc()
+            return request
+
+    def apply_split_part(self, request_id: str, n: int) -> SplitRequest:
+        with self._lock:
+            request = self.get_split(request_id)
+            assert request is not None
+            if request.state != "moving" or request.cursor != n:
+                return request
+            part = self.split_parts[(request_id, str(n))]
+            for doc in part["records"]:
+                self.identifiers[self.keys.identifier(Identifier(doc["kind"], doc["value"]))] = copy.deepcopy(
+                    doc
+                )
+            for move in part["touchpoints"]:
+                doc = self.touchpoint_docs.get(self.keys.event(move["name"]))
+                if doc is not None:  # erased meanwhile: nothing to move
+                    doc["profile_id"], doc["credit"] = move["profile_id"], copy.deepcopy(move["credit"])
+            request.cursor = n + 1
+            self.split_docs[request_id] = request.to_doc()
+            return request
+
+    def finish_split(self, request_id: str, audit: list[AuditEntry]) -> SplitRequest:
+        with self._lock:
+            request = self.get_split(request_id)
+            assert request is not None
+            if request.state != "moving" or request.cursor != request.parts:
+                return request
+            kept = self.split_parts[(request_id, "kept")]
+            self.profiles[request.profile_id] = {**copy.deepcopy(kept["profile"]), "splitting": None}
+            for loser, target in kept["tombstones"].items():
+                if loser in self.profiles:
+                    self.profiles[loser]["merged_into"] = target
+            for profile_id in request.result.get("profile_ids", []):
+                self.profiles[profile_id]["splitting"] = None
+            for entry in audit:
+                self.audit_docs[self.keys.audit(entry)] = entry.to_doc()
+            request.state = "done"
+            self.split_docs[request_id] = request.to_doc()
+            for key in [k for k in self.split_parts if k[0] == request_id]:
+                del self.split_parts[key]
+            return request
 
 
 def erased_doc(profile: Profile, now: datetime) -> dict[str, Any]:

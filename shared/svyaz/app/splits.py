@@ -1,0 +1,102 @@
+"""Block a value and split a profile: the request, and carrying it out in resumable steps.
+
+A split request is queued on the events topic (``kind=split``) like an erasure. ``run`` takes it
+as far as the time budget allows, each step one transaction and idempotent, its progress kept
+in ``splits/{request id}``:
+
+1. **block** (one transaction): the value goes on the store's blocklist and leaves the profile
+   holding it; the profile is marked ``splitting``: from now on events that would change it
+   raise ``ProfileBusy`` and are retried by Pub/Sub until the split is done.
+2. **plan**: read the evidence (the touchpoints of the profile and its tombstones, the records
+   it holds), re-partition it (``domain.split.repartition``), store the writes in chunks of at
+   most 400 documents, create the new profiles.
+3. **move**: one transaction per chunk (records re-pointed with their re-derived evidence,
+   touchpoints re-pointed and orders re-credited); the cursor is part of the transaction.
+4. **finish** (one transaction): the kept profile's recomputed document, every resulting profile
+   open to events again, the audit entries; then ``profile-updates`` hears of each profile.
+
+When the budget runs out between chunks, ``run`` returns ``None`` and the caller queues the
+request again: a 10,000-identifier, 50,000-touchpoint profile is ~150 chunks over a few
+invocations, never one huge transaction nor one over-long function run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from datetime import UTC, datetime
+
+from svyaz.adapters.store.base import Store
+from svyaz.domain.model import AuditEntry, Identifier
+from svyaz.domain.split import SplitRequest, plan_parts, repartition, split_profile_id, summary
+from svyaz.identity.policy import Policy
+
+log = logging.getLogger("svyaz.app.splits")
+
+
+def new_request(profile_id: str, block: Identifier, reason: str) -> SplitRequest:
+    return SplitRequest(uuid.uuid4().hex, profile_id, block, reason, datetime.now(UTC))
+
+
+class Splitter:
+    def __init__(self, store: Store, policy: Policy, clock=time.monotonic) -> None:
+        self.store = store
+        self.policy = policy
+        self.clock = clock
+
+    def run(self, request_id: str, budget_seconds: float = 300.0) -> SplitRequest | None:
+        """Carry the request as far as the budget allows: the finished (or failed) request, or
+        None when it must be queued again to go on. Unknown request ids raise ``KeyError``."""
+        deadline = self.clock() + budget_seconds
+        request = self.store.get_split(request_id)
+        if request is None:
+            raise KeyError(request_id)
+        if request.state == "queued":
+            request = self.store.begin_split(request_id, datetime.now(UTC))
+        if request.state == "moving" and request.parts < 0:
+            request = self._plan(request)
+        while request.state == "moving" and request.cursor < request.parts:
+            if self.clock() > deadline:
+                log.info("split continues later", extra={"svyaz": {"request_id": request_id}})
+                return None
+            request = self.store.apply_split_part(request_id, request.cursor)
+        if request.state == "moving":
+            request = self.store.finish_split(request_id, self._audit(request))
+            log.info("profile split", extra={"svyaz": {"request_id": request_id, **request.result}})
+        return request
+
+    def _plan(self, request: SplitRequest) -> SplitRequest:
+        profile = self.store.get_profile(request.profile_id)
+        assert profile is not None and profile.splitting == request.request_id
+        evidence = list(self.store.touchpoints_of(request.family))
+        owned = {r.identifier: r for r in self.store.records_of(request.family)}
+        blocked = {entry.identifier for entry in self.store.blocklist()}
+        partition = repartition(
+            profile,
+            evidence,
+            owned,
+            blocked,
+            self.policy,
+            lambda n: split_profile_id(request.request_id, n),
+        )
+        parts = plan_parts(partition, evidence)
+        profiles = [c.profile for c in partition.components]
+        for created in profiles[1:]:
+            created.splitting = request.request_id
+        request.parts, request.cursor, request.version = len(parts), 0, profile.version
+        request.result = summary(partition)
+        return self.store.save_split_plan(request, parts, profiles, partition.tombstones)
+
+    def _audit(self, request: SplitRequest) -> list[AuditEntry]:
+        ids = list(request.result.get("profile_ids", [request.profile_id]))
+        return [
+            AuditEntry(
+                "split",
+                datetime.now(UTC),
+                ids,
+                request_id=request.request_id,
+                reason=request.reason,
+                details={"kind": request.block.kind, "from": request.profile_id, "into": ids},
+            )
+        ]
