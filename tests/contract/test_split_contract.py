@@ -46,6 +46,7 @@ def test_a_shared_phone_is_blocked_and_each_customer_gets_exactly_their_own_prof
             "type_page": 2,
             "type_lead": 1,
             "type_order": 1,
+            "leads": 1,
             "orders": 1,
             "revenue": amount,
         }

@@ -10,7 +10,16 @@ from collections.abc import Sequence
 
 # Feature modules, in the order their commands are listed by --help.
 COMMAND_MODULES = (
-    "serve", "demo", "qr", "telegram", "imports", "reports", "exports", "split", "bench", "package",
+    "serve",
+    "demo",
+    "qr",
+    "telegram",
+    "imports",
+    "reports",
+    "exports",
+    "split",
+    "bench",
+    "package",
 )
 
 

@@ -213,19 +213,11 @@ def _tombstone_owners(
 
 
 def _renamed(replayed: Profile, profile_id: str, original: Profile) -> Profile:
-    result = Profile(
-        profile_id,
-        "active",
-        replayed.first_seen,
-        replayed.last_seen,
-        identifiers={k: sorted(v) for k, v in replayed.identifiers.items()},
-        traits=dict(replayed.traits),
-        first_touch=replayed.first_touch,
-        last_touch=replayed.last_touch,
-        counters=dict(replayed.counters),
-        recent_touches=list(replayed.recent_touches),
-        version=original.version + 1,
-    )
+    """A replayed profile under its final id: every field the engine folded, nothing else."""
+    result = copy.deepcopy(replayed)
+    result.profile_id, result.status, result.merged_into, result.merged_from = profile_id, "active", None, []
+    result.identifiers = {kind: sorted(values) for kind, values in replayed.identifiers.items()}
+    result.version, result.splitting, result.revision = original.version + 1, None, None
     return result
 
 
