@@ -108,6 +108,10 @@ def site() -> Iterator[Site]:
             self.end_headers()
             self.wfile.write(body.encode())
 
+        def do_POST(self) -> None:  # noqa: N802 (a form posts to a page; its body is not kept)
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.do_GET()
+
         def log_message(self, *args: Any) -> None:
             pass
 

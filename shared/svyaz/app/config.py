@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from svyaz.channels.tracking import TrackingKinds
 from svyaz.identity.policy import Policy
 
 DEV_PEPPER = "svyaz-local-development-pepper"  # noqa: S105 - only accepted outside production
@@ -100,6 +101,12 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = Field(default=512 * 1024, ge=1024)
     max_batch_events: int = Field(default=500, ge=1)
+    # One call of the Segment / RudderStack tracking API (a request or a call of a batch), as
+    # their APIs cap it.
+    max_call_bytes: int = Field(default=32 * 1024, ge=1024)
+    # Segment id field -> identifier kind, over the defaults (JSON in the variable):
+    # SVYAZ_TRACKING_ID_KINDS='{"anonymousId": "client_id", "userId": "user_id", "previousId": "client_id"}'
+    tracking_id_kinds: dict[str, str] = Field(default_factory=dict)
     idempotency_ttl_days: int = Field(default=7, ge=1)
     # Events `svyaz serve` holds accepted but not yet applied; past it /collect answers 503.
     local_queue_limit: int = Field(default=10_000, ge=1)
@@ -137,6 +144,12 @@ class Settings(BaseSettings):
         for number, source in value.items():
             if unknown := set(source) - allowed:
                 raise ValueError(f"{number}: unknown fields {sorted(unknown)}; use {sorted(allowed)}")
+        return value
+
+    @field_validator("tracking_id_kinds")
+    @classmethod
+    def _tracking_fields(cls, value: dict[str, str]) -> dict[str, str]:
+        TrackingKinds.from_mapping(value)  # names the unknown field
         return value
 
     @model_validator(mode="after")
@@ -190,6 +203,10 @@ class Settings(BaseSettings):
         if self.env == "production":
             self.require("pepper")
         return (self.pepper.get_secret_value() or DEV_PEPPER).encode()
+
+    @cached_property
+    def tracking_kinds(self) -> TrackingKinds:
+        return TrackingKinds.from_mapping(self.tracking_id_kinds)
 
     @cached_property
     def policy(self) -> Policy:

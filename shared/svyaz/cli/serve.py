@@ -22,9 +22,20 @@ def development_defaults() -> list[str]:
     return filled
 
 
+def site_tag(url: str, key: str) -> str:
+    """The one line a site puts on every page (with the tag's content hash: cached for a year)."""
+    from svyaz.app.config import Settings
+    from svyaz.entrypoints.tag import versioned_path
+
+    path = versioned_path(Settings().cookie_name)
+    return f'<script async src="{url}{path}" data-write-key="{key}"></script>'
+
+
 def examples(url: str) -> str:
     key, api = os.environ["SVYAZ_WRITE_KEYS"].split(",")[0], os.environ["SVYAZ_API_KEYS"].split(",")[0]
-    return f"""Try it:
+    return f"""The site tag, one line on every page of the site:
+  {site_tag(url, key)}
+Try it:
   curl -s -X POST {url}/collect -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\
     -d '{{"event_id": "ev-1", "type": "page", "identifiers": {{"client_id": "c-42", "session_id": "1980094328"}},
          "context": {{"source": "yandex", "medium": "cpc", "campaign": "sofas"}}}}'

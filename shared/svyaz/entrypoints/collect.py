@@ -1,7 +1,17 @@
-"""``POST /collect``: web and app events, one or ``{"batch": [...]}``, into the events topic."""
+"""The collect function: ``POST /collect`` (svyaz's canonical events, one or ``{"batch": [...]}``),
+the Segment / RudderStack tracking API (``POST /v1/<call>``, ``/v1/batch``, analytics.js's short
+paths, RudderStack's ``/beacon/v1/batch``) and the site tag ``GET /svyaz.js``; every event into
+the events topic.
+
+The write key is public (it ships in the site's pages): it only lets a sender append events,
+each namespaced by the key so it can collide only with that key's own past events.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -9,21 +19,28 @@ import flask
 from pydantic import ValidationError
 
 from svyaz.app.runtime import Runtime
+from svyaz.channels import ChannelError, tracking
 from svyaz.domain.events import Event, describe_validation_error
 from svyaz.domain.merge import InvalidEvent, observe
+from svyaz.entrypoints import tag
 from svyaz.entrypoints.http import (
     HttpError,
     allow_methods,
     answer_with,
+    bearer_token,
+    channel_error,
     cors_headers,
     json_response,
+    key_matches,
     parse_json,
     publish,
     read_body,
     require_key,
+    subpath,
 )
 
 METHODS = "POST, OPTIONS"
+PATHS = "/collect, /svyaz.js, /v1/<track|identify|page|screen|alias|group|batch>"
 
 
 def validate_events(items: list[Any], runtime: Runtime) -> tuple[list[Event], list[dict[str, Any]]]:
@@ -70,10 +87,25 @@ def validate_events(items: list[Any], runtime: Runtime) -> tuple[list[Event], li
 
 
 def handle(request: flask.Request, runtime: Runtime) -> flask.Response:
-    settings = runtime.settings
-    cors = answer_with(cors_headers(request, METHODS))  # on errors too, or the browser hides them
+    path = subpath(request, "/collect")
+    if path == "/svyaz.js":
+        return tag.handle(request, runtime)
+    cors = cors_headers(request, METHODS)
+    # RudderStack's JS SDK sends the anonymous id in a header of its own.
+    cors["Access-Control-Allow-Headers"] += ", AnonymousId"
+    answer_with(cors)  # on errors too, or the browser hides them
     if request.method == "OPTIONS":
         return flask.Response(status=204, headers=cors)
+    is_tracking, call = tracking.call_for_path(path)
+    if is_tracking:
+        return handle_tracking(request, runtime, call, cors)
+    if path != "/":
+        raise HttpError(404, "not_found", f"unknown path; the collect function serves {PATHS}")
+    return handle_canonical(request, runtime, cors)
+
+
+def handle_canonical(request: flask.Request, runtime: Runtime, cors: dict[str, str]) -> flask.Response:
+    settings = runtime.settings
     allow_methods(request, "POST")
     require_key(request, settings.write_keys, "write key")
     body = parse_json(read_body(request, settings.max_body_bytes))
@@ -88,3 +120,65 @@ def handle(request: flask.Request, runtime: Runtime) -> flask.Response:
     if warnings:
         body["warnings"] = warnings
     return json_response(body, 202, cors)
+
+
+def handle_tracking(
+    request: flask.Request, runtime: Runtime, call: str | None, cors: dict[str, str]
+) -> flask.Response:
+    """The Segment / RudderStack HTTP tracking API. Answers 200 ``{"success": true}`` as those
+    APIs do (their server libraries treat anything else as a failure); a request is accepted
+    whole or refused whole with a 4xx naming each bad call."""
+    settings = runtime.settings
+    allow_methods(request, "POST")
+    limit = settings.max_body_bytes if call is None else settings.max_call_bytes
+    body = parse_json(read_body(request, limit))
+    key = tracking_write_key(request, body)
+    if not settings.write_keys:
+        raise HttpError(503, "not_configured", "no write key is configured on this service")
+    if not key_matches(key, settings.write_keys):
+        reason = "a valid write key is required (HTTP Basic user name, or writeKey in the body)"
+        error = HttpError(401, "unauthorized", reason)
+        error.headers["WWW-Authenticate"] = 'Basic realm="svyaz"'
+        raise error
+    batch = body.get("batch") if call is None and isinstance(body, dict) else None
+    if isinstance(batch, list) and len(batch) > settings.max_batch_events:
+        raise HttpError(413, "too_large", f"at most {settings.max_batch_events} calls per batch")
+    try:
+        parsed = tracking.parse_request(
+            call,
+            body,
+            namespace=key_namespace(key),
+            received_at=datetime.now(UTC),
+            kinds=settings.tracking_kinds,
+            write_key=key,
+            max_call_bytes=settings.max_call_bytes,
+        )
+    except ChannelError as exc:
+        raise channel_error(exc) from None
+    # The same checks as every /collect event (schema, kinds, normalization).
+    events, warnings = validate_events([e.model_dump(mode="json") for e in parsed], runtime)
+    publish(runtime, events)
+    answer: dict[str, Any] = {"success": True, "accepted": len(events)}
+    if warnings:
+        answer["warnings"] = warnings
+    return json_response(answer, 200, cors)
+
+
+def tracking_write_key(request: flask.Request, body: Any) -> str | None:
+    """The write key as the SDKs send it: HTTP Basic user name (Segment's and RudderStack's
+    server libraries, RudderStack's JS SDK), ``writeKey`` in the body (analytics.js), the
+    ``writeKey`` query parameter (RudderStack's beacon), or svyaz's own bearer header."""
+    scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "basic" and encoded.strip():
+        try:
+            user, _, _ = base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            raise HttpError(401, "unauthorized", "the Basic authorization is not valid base64") from None
+        return user
+    return bearer_token(request) or tracking.write_key_in_body(body) or request.args.get("writeKey")
+
+
+def key_namespace(key: str) -> str:
+    """Event ids of a write key's calls start with this: a fingerprint, never the key itself."""
+    return "wk-" + hashlib.sha256(b"svyaz-write-key:" + key.encode()).hexdigest()[:12]
+
