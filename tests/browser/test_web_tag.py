@@ -88,7 +88,11 @@ def test_a_visitor_from_an_ad_who_leaves_a_phone_is_one_profile_with_the_ad_as_f
     assert profile.identifiers["ym_client_id"] == [YM_UID]
     assert profile.identifiers["session_id"] == [CALLTOUCH_SESSION]
     assert profile.identifiers["phone"] == ["+79091234567"]
-    assert profile.first_touch.attribution == {"source": "yandex", "medium": "cpc", "campaign": "sofas-autumn"}
+    assert profile.first_touch.attribution == {
+        "source": "yandex",
+        "medium": "cpc",
+        "campaign": "sofas-autumn",
+    }
     # The thank-you page view is the same visitor: the cookie was kept, not made again.
     assert profile.counters["type_page"] == 2 and profile.counters["type_identify"] == 1
     assert page_errors == []
@@ -126,9 +130,7 @@ def test_metrica_client_id_comes_from_ym_when_there_is_no_cookie(svyaz_service, 
     </script>"""
     page_html = f"<!doctype html><title>Шкафы</title>{metrica}{tag(svyaz_service.url, ym_counter='98765')}"
     page.goto(site.add("/wardrobes", page_html))
-    svyaz_id = page.wait_for_function(
-        "document.cookie.match(/svyaz_id=([0-9a-f]{32})/)[1]"
-    ).json_value()
+    svyaz_id = page.wait_for_function("document.cookie.match(/svyaz_id=([0-9a-f]{32})/)[1]").json_value()
     profile = wait_for_profile(svyaz_service, "client_id", svyaz_id, until=lambda p: True)
     assert profile.identifiers["ym_client_id"] == ["1702385561118374409"]
     assert page_errors == []

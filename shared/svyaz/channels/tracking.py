@@ -68,6 +68,13 @@ _ISO_TIME = re.compile(
 MAX_CLOCK_SKEW = timedelta(days=365)
 
 
+def _fail(field: str, reason: str) -> ChannelError:
+    """A sender's mistake in one field (the field is named in the 400 answer's details)."""
+    return ChannelError(
+        f"{field}: {reason}" if field else reason, details=[{"field": field, "reason": reason}]
+    )
+
+
 @dataclass(frozen=True)
 class TrackingKinds:
     """Which identifier kind each Segment id field becomes (``SVYAZ_TRACKING_ID_KINDS``)."""
@@ -110,12 +117,12 @@ def write_key_in_body(body: Any) -> str | None:
 def calls_of(call: str | None, body: Any) -> tuple[list[Any], dict[str, Any], Any]:
     """The calls of a request, the batch-level context and the batch-level ``sentAt``."""
     if not isinstance(body, dict):
-        raise ChannelError("the body must be a JSON object")
+        raise _fail("", "the body must be a JSON object")
     if call is not None:
         return [{**body, "type": call}], {}, None
     batch = body.get("batch")
     if not isinstance(batch, list) or not batch:
-        raise ChannelError("batch: must be a non-empty list of calls")
+        raise _fail("batch", "must be a non-empty list of calls")
     shared = body.get("context")
     return batch, shared if isinstance(shared, dict) else {}, body.get("sentAt")
 
@@ -142,18 +149,22 @@ def parse_request(
             events.append(call_event(item, shared_context, batch_sent_at, namespace, received_at, kinds))
         except ChannelError as exc:
             details.extend({"field": where + d["field"], "reason": d["reason"]} for d in exc.details)
+    if details and call is not None:
+        raise _fail(details[0]["field"], details[0]["reason"])
     if details:
-        bad = len({d["field"].split(".")[0] for d in details}) if call is None else 1
-        raise ChannelError(f"{bad} of {len(items)} calls are invalid; none was accepted", details=details)
+        bad = len({d["field"].split(".")[0] for d in details})
+        first = f"{details[0]['field']}: {details[0]['reason']}"
+        reason = f"{bad} of {len(items)} calls are invalid; none was accepted (first: {first})"
+        raise ChannelError(reason, details=details)
     return events
 
 
 def _check_call(item: Any, write_key: str | None, max_call_bytes: int) -> None:
     """A call of a batch may not name another key, nor pass the per-call size of the SDKs' APIs."""
     if isinstance(item, dict) and write_key is not None and item.get("writeKey") not in (None, write_key):
-        raise ChannelError("writeKey: differs from the key the request is authenticated with")
+        raise _fail("writeKey", "differs from the key the request is authenticated with")
     if len(json.dumps(item, default=str)) > max_call_bytes:
-        raise ChannelError(f"call larger than {max_call_bytes} bytes")
+        raise _fail("", f"call larger than {max_call_bytes} bytes")
 
 
 def call_event(
@@ -166,10 +177,10 @@ def call_event(
 ) -> Event:
     """One Segment-spec call as a canonical event."""
     if not isinstance(item, dict):
-        raise ChannelError("a call must be a JSON object")
+        raise _fail("", "a call must be a JSON object")
     call = item.get("type")
     if call not in CALLS:
-        raise ChannelError(f"type: must be one of {', '.join(CALLS)}")
+        raise _fail("type", f"must be one of {', '.join(CALLS)}")
     raw_context = item.get("context")
     context = {**shared_context, **(raw_context if isinstance(raw_context, dict) else {})}
     # Traits describe the person, except a group call's, which describe the company.
@@ -177,7 +188,7 @@ def call_event(
     all_traits = {**_object(context.get("traits")), **user_traits}
     identifiers = _identifiers(item, context, all_traits, call, kinds)
     if not identifiers:
-        raise ChannelError("anonymousId / userId: a call needs at least one of them")
+        raise _fail("anonymousId", "a call needs an anonymousId or a userId")
     traits, complex_traits = _traits(all_traits)
     return build_event(
         event_id=event_id(namespace, item),
@@ -210,7 +221,7 @@ def parse_time(value: Any, where: str) -> datetime:
     """An ISO-8601 time as the SDKs write it (Segment's own docs have ``2015-2-02T00:30:08.276Z``)."""
     match = _ISO_TIME.match(value.strip()) if isinstance(value, str) else None
     if not match:
-        raise ChannelError(f"{where}: expected an ISO-8601 time")
+        raise _fail(where, "expected an ISO-8601 time")
     year, month, day, hour, minute, second, fraction, zone = match.groups()
     micro = int((fraction or "0")[:6].ljust(6, "0"))
     offset = timedelta()
@@ -222,14 +233,16 @@ def parse_time(value: Any, where: str) -> datetime:
         naive = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second or 0), micro)
         return (naive - offset).replace(tzinfo=UTC)
     except (ValueError, OverflowError):
-        raise ChannelError(f"{where}: not a valid date and time") from None
+        raise _fail(where, "not a valid date and time") from None
 
 
 def event_time(item: Mapping[str, Any], batch_sent_at: Any, received_at: datetime) -> datetime:
-    """The call's time on the server clock: ``received - (sentAt - timestamp)`` when the device
+    """The call's time on the server clock: ``received - (sentAt - time)`` when the device
     said when it sent the call (its clock may be wrong), the timestamp as given otherwise
     (historical imports), the receipt time when the call has none."""
-    field = "timestamp" if item.get("timestamp") is not None else "originalTimestamp"
+    # originalTimestamp is the device's own clock by definition; SDKs that send only timestamp
+    # (analytics.js, server libraries) mean the same by it.
+    field = "originalTimestamp" if item.get("originalTimestamp") is not None else "timestamp"
     if item.get(field) is None:
         return received_at
     stamped = parse_time(item[field], field)
@@ -299,7 +312,7 @@ def _event_type(call: str, item: Mapping[str, Any]) -> str:
         return call
     name = item.get("event")
     if not isinstance(name, str) or not name.strip():
-        raise ChannelError("event: a track call needs the event's name")
+        raise _fail("event", "a track call needs the event's name")
     slug = re.sub(r"[^a-z0-9]+", "_", name.strip().lower()).strip("_")[:40].rstrip("_")
     if not slug or not slug[0].isalpha():
         return "track"

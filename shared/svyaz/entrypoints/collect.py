@@ -136,10 +136,7 @@ def handle_tracking(
     if not settings.write_keys:
         raise HttpError(503, "not_configured", "no write key is configured on this service")
     if not key_matches(key, settings.write_keys):
-        reason = "a valid write key is required (HTTP Basic user name, or writeKey in the body)"
-        error = HttpError(401, "unauthorized", reason)
-        error.headers["WWW-Authenticate"] = 'Basic realm="svyaz"'
-        raise error
+        raise unauthorized("a valid write key is required (HTTP Basic user name, or writeKey in the body)")
     batch = body.get("batch") if call is None and isinstance(body, dict) else None
     if isinstance(batch, list) and len(batch) > settings.max_batch_events:
         raise HttpError(413, "too_large", f"at most {settings.max_batch_events} calls per batch")
@@ -173,9 +170,15 @@ def tracking_write_key(request: flask.Request, body: Any) -> str | None:
         try:
             user, _, _ = base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
-            raise HttpError(401, "unauthorized", "the Basic authorization is not valid base64") from None
+            raise unauthorized("the Basic authorization is not valid base64") from None
         return user
     return bearer_token(request) or tracking.write_key_in_body(body) or request.args.get("writeKey")
+
+
+def unauthorized(reason: str) -> HttpError:
+    error = HttpError(401, "unauthorized", reason)
+    error.headers["WWW-Authenticate"] = 'Basic realm="svyaz"'
+    return error
 
 
 def key_namespace(key: str) -> str:
