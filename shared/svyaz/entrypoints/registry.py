@@ -43,7 +43,7 @@ FUNCTIONS: tuple[Function, ...] = (
     Function(
         "collect",
         "collect:handle",
-        "web and app events (svyaz's own, and the Segment / RudderStack tracking API at /v1/*); the site tag /svyaz.js",
+        "web and app events (svyaz's own; Segment / RudderStack tracking API at /v1/*); site tag /svyaz.js",
         # /svyaz.js, /v1/* and /beacon/v1/batch are the paths the tag and the SDKs use.
         paths=("/collect", "/svyaz.js", "/v1", "/beacon"),
         settings=("write_keys",),
