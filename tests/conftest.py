@@ -5,6 +5,7 @@ real emulators (marked ``emulator``; the session starts them once and stops them
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -13,6 +14,10 @@ from svyaz.adapters.store.memory import MemoryStore
 from svyaz.app.service import IdentityService
 from svyaz.dev.emulators import Emulator
 from svyaz.identity.policy import Policy
+
+# Commands under test never find a developer's running `svyaz serve` (svyaz.dev.client.discover).
+os.environ["SVYAZ_STATE_DIR"] = tempfile.mkdtemp(prefix="svyaz-test-state-")
+os.environ.pop("SVYAZ_URL", None)
 
 PROJECT = "svyaz-test"
 PEPPER = b"test-pepper-0123456789abcdef0123456789"

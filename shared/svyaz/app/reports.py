@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
@@ -95,6 +95,32 @@ class AttributionReport:
             "cancelled_or_refunded": self.uncounted,
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AttributionReport:
+        """The report back from ``as_dict()`` (what the profiles function answers)."""
+
+        def line(item: dict[str, Any]) -> Line:
+            return Line(
+                item.get("source", ""),
+                item.get("medium", ""),
+                item.get("campaign", ""),
+                item["currency"],
+                item["offline"]["orders"],
+                Decimal(item["offline"]["revenue"]),
+                item["online"]["orders"],
+                Decimal(item["online"]["revenue"]),
+            )
+
+        when = {k: datetime.fromisoformat(data[k]) if data.get(k) else None for k in ("from", "to")}
+        return cls(
+            data["by"],
+            when["from"],
+            when["to"],
+            [line(item) for item in data.get("lines", [])],
+            [line(item) for item in data.get("totals", [])],
+            int(data.get("cancelled_or_refunded", 0)),
+        )
+
     def render_text(self, period: str = "") -> str:
         title = f"Revenue by {self.by.replace('_', ' ')} ad source" + (f", {period}" if period else "")
         if not self.lines:
@@ -172,3 +198,16 @@ def attribution(
         totals.setdefault(currency, Line("", "", "", currency)).add(offline, amount)
     ordered = sorted(lines.values(), key=lambda line: (line.currency, -line.revenue, line.label))
     return AttributionReport(by, start, end, ordered, [totals[c] for c in sorted(totals)], uncounted)
+
+
+def period(first: date, last: date, tz: tzinfo) -> tuple[datetime, datetime]:
+    """``[first 00:00, the day after last 00:00)`` in ``tz``, as UTC times."""
+    start = datetime.combine(first, time(), tz).astimezone(UTC)
+    end = datetime.combine(last + timedelta(days=1), time(), tz).astimezone(UTC)
+    return start, end
+
+
+def attribution_for_days(store: Any, first: date, last: date, tz: tzinfo, by: By) -> AttributionReport:
+    """The attribution report of the orders between two days (inclusive) in ``tz``."""
+    start, end = period(first, last, tz)
+    return attribution(store.touchpoints_between("order", start, end), by, start, end)

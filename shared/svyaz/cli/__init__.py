@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "telegram",
     "imports",
     "reports",
+    "erase",
     "exports",
     "split",
     "bench",
@@ -46,6 +47,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        message = missing_backend(exc)
+        if message is None:
+            raise
+        print(f"svyaz {args.command}: {message}", file=sys.stderr)
+        return 2
+
+
+def missing_backend(exc: BaseException) -> str | None:
+    """One line for a store, queue or credentials that are not there (instead of a traceback)."""
+    from svyaz.dev.preflight import FIRESTORE_HELP, Unavailable
+
+    if isinstance(exc, Unavailable):
+        return str(exc)
+    try:
+        from google.auth.exceptions import DefaultCredentialsError
+    except ImportError:  # pragma: no cover - the google libraries are runtime dependencies
+        return None
+    if isinstance(exc, DefaultCredentialsError):
+        return f"no Google Cloud credentials: {FIRESTORE_HELP}"
+    return None
 
 
 if __name__ == "__main__":

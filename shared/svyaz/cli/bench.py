@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         noise=not args.no_noise,
         growth_sizes=args.growth,
         raw=not args.no_raw,
-        progress=not args.no_progress and sys.stderr.isatty(),
+        progress=False if args.no_progress or args.quiet else (True if sys.stderr.isatty() else "lines"),
         project=args.project or BENCH_PROJECT,
     )
 
@@ -77,7 +77,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         "report throughput, latency, contention, accuracy against ground truth, the raw limit of "
         "the same store and the cost growth with profile size.",
     )
-    parser.add_argument("--store", choices=("memory", "firestore"), default="memory")
+    parser.add_argument(
+        "--store",
+        choices=("memory", "firestore"),
+        default="memory",
+        help="store to benchmark (default: %(default)s; the ratio goals apply to firestore only)",
+    )
     parser.add_argument("--customers", type=_positive, default=300, help="(default: %(default)s)")
     parser.add_argument(
         "--workers", type=_positive, default=8, help="concurrent workers (default: %(default)s)"
@@ -101,6 +106,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--no-raw", action="store_true", help="skip the raw-limit baseline")
     parser.add_argument("--no-noise", action="store_true", help="no duplicates, garbage or shared devices")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (or progress lines when not a terminal)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no step messages on stderr")
     parser.set_defaults(run=run)

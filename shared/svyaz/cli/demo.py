@@ -27,10 +27,10 @@ def run(args: argparse.Namespace) -> int:
 
     development_defaults()
     os.environ["SVYAZ_STORE"] = getattr(args, "store", None) or "memory"
-    return run_on(build())
+    return run_on(build(), port=args.port, keep=args.keep)
 
 
-def run_on(runtime) -> int:
+def run_on(runtime, *, port: int = 0, keep: bool = False) -> int:
     """The demo on a given runtime (its store keeps the journeys for later commands)."""
     from svyaz.app.views import render_text
     from svyaz.dev.demo import JOURNEYS
@@ -38,7 +38,7 @@ def run_on(runtime) -> int:
 
     write_key = os.environ["SVYAZ_WRITE_KEYS"].split(",")[0]
     api_key = os.environ["SVYAZ_API_KEYS"].split(",")[0]
-    service = LocalService("127.0.0.1", 0, runtime, quiet=True).start()
+    service = LocalService("127.0.0.1", port, runtime, quiet=True).start()
     logging.getLogger("svyaz").setLevel(logging.WARNING)  # the demo prints its own story
     try:
         where = "in-memory store" if runtime.settings.store == "memory" else "Firestore"
@@ -60,9 +60,37 @@ def run_on(runtime) -> int:
             print(f"== {name}'s unified profile (GET /profiles/lookup?{query})")
             print(render_text(profile, touches["touchpoints"]))
             print()
+        if keep:
+            _keep_serving(service, api_key)
     finally:
         service.stop()
     return 0
+
+
+def _keep_serving(service, api_key: str) -> None:
+    """Leave the service up (and findable by `svyaz report`, `svyaz import`...) until Ctrl-C."""
+    import signal
+    import threading
+
+    from svyaz.dev import client
+
+    client.announce(service.url, service.rt.settings.store)
+    print(
+        f"the service keeps running on {service.url} with these profiles; e.g.\n"
+        f"  curl -s '{service.url}/profiles/lookup?kind=phone&value=%2B79165550102' "
+        f"-H 'Authorization: Bearer {api_key}'\n"
+        "Ctrl-C stops it.",
+        flush=True,
+    )
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        client.withdraw()
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -76,4 +104,10 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="memory (default: gone when the demo ends) or firestore (the emulator when "
         "FIRESTORE_EMULATOR_HOST is set): keeps the journeys for `svyaz report` / `svyaz export`",
     )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the service running afterwards (until Ctrl-C), so its profiles can be opened",
+    )
+    parser.add_argument("--port", type=int, default=0, help="port of the local service (default: a free one)")
     parser.set_defaults(run=run)

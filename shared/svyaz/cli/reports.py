@@ -1,8 +1,7 @@
 """``svyaz report attribution``: revenue and orders by credited ad source, offline vs online.
 
-The report reads the store the service writes to: run it with ``--store firestore`` (or
-``SVYAZ_STORE=firestore``). In the default memory mode this process has its own, empty store;
-``svyaz import FILE --report`` shows the report for what an import just applied.
+The report reads what the service holds: a running service by URL (``--url``, ``SVYAZ_URL``, or
+the local ``svyaz serve`` it finds), or a store directly (``--store firestore``).
 """
 
 from __future__ import annotations
@@ -10,8 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from datetime import UTC, date, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from svyaz.app.reports import period
+
+__all__ = ["attribution_text", "parse_day", "parse_tz", "period", "render"]
 
 
 def parse_day(text: str) -> date:
@@ -30,67 +33,85 @@ def parse_tz(text: str) -> tzinfo:
         raise argparse.ArgumentTypeError(f"unknown time zone {text!r} (e.g. Europe/Moscow)") from None
 
 
-def period(first: date, last: date, tz: tzinfo) -> tuple[datetime, datetime]:
-    """``[first 00:00, the day after last 00:00)`` in ``tz``, as UTC times."""
-    start = datetime.combine(first, time(), tz).astimezone(UTC)
-    end = datetime.combine(last + timedelta(days=1), time(), tz).astimezone(UTC)
-    return start, end
-
-
 def attribution_text(store, first: date, last: date, tz: tzinfo, by: str, as_json: bool) -> str:
-    from svyaz.app.reports import attribution
+    from svyaz.app.reports import attribution_for_days
 
-    start, end = period(first, last, tz)
-    report = attribution(store.touchpoints_between("order", start, end), by, start, end)  # type: ignore[arg-type]
+    return render(attribution_for_days(store, first, last, tz, by), first, last, tz, as_json)  # type: ignore[arg-type]
+
+
+def render(report, first: date, last: date, tz: tzinfo, as_json: bool) -> str:
     if as_json:
         return json.dumps(report.as_dict(), ensure_ascii=False, indent=2)
-    return report.render_text(f"{first} .. {last} ({getattr(tz, 'key', 'UTC')})")
+    return report.render_text(f"{first} .. {last} ({tz_name(tz)})")
+
+
+def tz_name(tz: tzinfo) -> str:
+    return getattr(tz, "key", "UTC")
 
 
 def run_attribution(args: argparse.Namespace) -> int:
+    from svyaz.app.reports import AttributionReport
+    from svyaz.cli.target import CommandError, open_target
+    from svyaz.dev.client import ServiceError
+
     if args.last < args.first:
         print("svyaz report: --to is before --from", file=sys.stderr)
         return 2
-    import os
-
-    from svyaz.app.config import ConfigError
-    from svyaz.app.runtime import build
-
-    if args.store:
-        os.environ["SVYAZ_STORE"] = args.store
     try:
-        rt = build()
-        rt.store  # noqa: B018 - built now: a missing secret stops here, named
-    except (ConfigError, ValueError) as exc:
-        print(f"svyaz report: cannot start: {exc}", file=sys.stderr)
+        opened = open_target(args)
+        if opened.client is not None:
+            answer = opened.client.attribution(str(args.first), str(args.last), tz_name(args.tz), args.by)
+            text = render(AttributionReport.from_dict(answer), args.first, args.last, args.tz, args.json)
+        else:
+            if opened.target.store == "memory":
+                print(
+                    "note: no svyaz serve is running, so this reads the empty memory store of this "
+                    "process; start `svyaz serve`, or use --url / --store firestore",
+                    file=sys.stderr,
+                )
+            text = attribution_text(opened.rt.store, args.first, args.last, args.tz, args.by, args.json)
+    except (CommandError, ServiceError) as exc:
+        print(f"svyaz report: {exc}", file=sys.stderr)
         return 2
-    if rt.settings.store == "memory":
-        print(
-            "note: the memory store of this process is empty; report on the service's data with "
-            "--store firestore (SVYAZ_STORE=firestore), or run `svyaz import FILE --report`",
-            file=sys.stderr,
-        )
-    print(attribution_text(rt.store, args.first, args.last, args.tz, args.by, args.json))
+    print(text)
     return 0
 
 
 def register(commands: argparse._SubParsersAction) -> None:
+    from svyaz.cli.target import add_options
+
     parser = commands.add_parser("report", help="reports over the touch history (attribution of sales)")
     reports = parser.add_subparsers(dest="report", required=True, metavar="REPORT")
     sub = reports.add_parser(
         "attribution",
         help="revenue and orders by credited source/medium/campaign, offline vs online",
         description="Revenue and orders of the period by the ad source credited with each order, "
-        "split offline (channel crm/store) vs online. Reads --store firestore (or SVYAZ_STORE).",
+        "split offline (channel crm/store) vs online. Reads the running service (--url, SVYAZ_URL or "
+        "the local svyaz serve) or a store (--store).",
     )
-    sub.add_argument("--from", dest="first", type=parse_day, required=True, metavar="YYYY-MM-DD")
     sub.add_argument(
-        "--to", dest="last", type=parse_day, required=True, metavar="YYYY-MM-DD", help="inclusive"
+        "--from",
+        dest="first",
+        type=parse_day,
+        required=True,
+        metavar="YYYY-MM-DD",
+        help="first day of the period (in --tz)",
     )
-    sub.add_argument("--by", choices=["first_touch", "last_touch"], default="first_touch")
+    sub.add_argument(
+        "--to",
+        dest="last",
+        type=parse_day,
+        required=True,
+        metavar="YYYY-MM-DD",
+        help="last day of the period, inclusive",
+    )
+    sub.add_argument(
+        "--by",
+        choices=["first_touch", "last_touch"],
+        default="first_touch",
+        help="which credited touch a sale goes to (default: %(default)s)",
+    )
     sub.add_argument("--json", action="store_true", help="machine-readable output")
     sub.add_argument("--tz", type=parse_tz, default=UTC, help="time zone of the dates (default: UTC)")
-    sub.add_argument(
-        "--store", choices=["memory", "firestore"], default=None, help="default: SVYAZ_STORE or memory"
-    )
+    add_options(sub)
     sub.set_defaults(run=run_attribution)

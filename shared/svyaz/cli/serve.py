@@ -50,14 +50,23 @@ def run(args: argparse.Namespace) -> int:
     os.environ["SVYAZ_STORE"] = args.store
     from svyaz.app.config import ConfigError
     from svyaz.app.runtime import build
+    from svyaz.dev import client, preflight
     from svyaz.dev.local import LocalService
 
     try:
         rt = build()
-    except (ConfigError, ValueError) as exc:
-        print(f"svyaz: cannot start: {exc}", file=sys.stderr)
+        # Refuse to start rather than accept events that could never be applied.
+        preflight.check(rt.settings)
+        rt.store  # noqa: B018 - built now: a bad setting stops here, named
+    except (ConfigError, ValueError, preflight.Unavailable) as exc:
+        print(f"svyaz serve: cannot start: {exc}", file=sys.stderr)
         return 2
-    service = LocalService(args.host, args.port, rt).start()
+    try:
+        service = LocalService(args.host, args.port, rt).start()
+    except OSError as exc:
+        print(f"svyaz serve: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        return 2
+    client.announce(service.url, args.store)
     queue = type(rt.publisher).__name__
     print(f"svyaz serving on {service.url}  (store: {args.store}, queue: {queue})")
     for function in registry.FUNCTIONS:
@@ -79,19 +88,32 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     print("\nstopping: no new requests, applying queued events...", flush=True)
+    client.withdraw()
     left = service.stop()
-    applied = service.worker.applied if service.worker else 0
-    print(f"stopped: {applied} events applied, {left} left unapplied", flush=True)
-    refused = getattr(rt.publisher, "refused", 0)
+    print(stop_summary(service.worker, left, getattr(rt.publisher, "refused", 0)), flush=True)
+    return 0 if left == 0 and not service.worker.given_up else 1
+
+
+def stop_summary(worker, left: int, refused: int = 0) -> str:
+    """What happened to every event: applied, given up (by id), left in the queue, or refused."""
+    given_up = worker.given_up
+    text = f"stopped: {worker.applied} events applied, {len(given_up)} given up, {left} left unapplied"
+    if given_up:
+        shown = ", ".join(given_up[:20]) + (f" and {len(given_up) - 20} more" if len(given_up) > 20 else "")
+        text += f"\n  given up (not applied; see the log above for why): {shown}"
     if refused:
-        print(f"  {refused} events refused with 503 while the queue was full (their senders retry)", flush=True)
-    return 0 if left == 0 else 1
+        text += f"\n  {refused} events refused with 503 while the queue was full (their senders retry)"
+    return text
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("serve", help="run every function on one local port, with a worker")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s; 0.0.0.0 for all)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=8080, help="port to listen on (default: %(default)s; 0 picks a free one)"
+    )
     parser.add_argument(
         "--store",
         choices=["memory", "firestore"],

@@ -42,16 +42,23 @@ def functions_source() -> Path:
     raise FileNotFoundError("functions/main.py not found next to the svyaz package")
 
 
-def build_wsgi_app() -> Any:
+def build_wsgi_app(extra: dict[str, Any] | None = None) -> Any:
     """One functions-framework app per HTTP target of the registry, chosen by path prefix. The
-    function sees the whole path, as behind the production load balancer."""
+    function sees the whole path, as behind the production load balancer. ``extra``: more WSGI
+    apps by prefix (the local admin routes), which see the path below their prefix."""
     source = str(functions_source())
     targets = set(registry.routes().values())
     apps = {target: functions_framework.create_app(target, source) for target in targets}
     known = ", ".join(sorted(registry.routes(), key=len)).encode()
 
     def dispatch(environ: dict, start_response: Any) -> Any:
-        target = registry.route(environ.get("PATH_INFO") or "/")
+        path = environ.get("PATH_INFO") or "/"
+        for prefix, app in (extra or {}).items():
+            if path == prefix or path.startswith(prefix + "/"):
+                environ["PATH_INFO"] = path[len(prefix) :] or "/"
+                environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + prefix
+                return app(environ, start_response)
+        target = registry.route(path)
         if target is None:
             body = b'{"error": "not_found", "reason": "unknown path; see ' + known + b'"}'
             return Response(body, 404, mimetype="application/json")(environ, start_response)
@@ -69,9 +76,19 @@ def _process_event_function() -> Any:
     return module.process_event
 
 
+def message_label(message: Message) -> str:
+    """How a message is named in logs and summaries: its event id (no personal data), else the
+    kind and queue id (an erasure)."""
+    if event_id := message.attributes.get("event_id"):
+        return event_id
+    return f"{message.attributes.get('kind', 'message')}:{message.message_id}"
+
+
 @dataclass
 class Worker:
-    """Applies queued events one by one; a failure is retried with backoff like Pub/Sub's."""
+    """Applies queued events one by one; a failure is retried with backoff like Pub/Sub's, and
+    after ``MAX_ATTEMPTS`` the event is given up: counted, kept, logged with its id and listed
+    in the summary (the local counterpart of the dead-letter topic)."""
 
     rt: runtime_module.Runtime
     subscription: str = LOCAL_SUBSCRIPTION
@@ -92,7 +109,31 @@ class Worker:
         envelope = cloud_event_for(message, settings.gcp_project, settings.events_topic, self.subscription)
         attributes = {k: v for k, v in envelope.items() if k != "data"}
         self.process_event(CloudEvent(attributes, envelope["data"]))
-        self.applied += 1
+        with self._lock:
+            self.applied += 1
+
+    @property
+    def given_up(self) -> list[str]:
+        """Ids of the events this worker gave up on (never applied)."""
+        with self._lock:
+            return [message_label(m) for m in self.dead_letters]
+
+    def _failed(self, message: Message, attempt: int, exc: Exception) -> bool:
+        """Record a failed delivery; True when the event is given up."""
+        label = message_label(message)
+        if attempt < MAX_ATTEMPTS:
+            log.warning("delivery %d of %s failed: %s", attempt, label, type(exc).__name__)
+            return False
+        with self._lock:
+            self.dead_letters.append(message)
+        log.error(
+            "gave up on %s after %d attempts (%s): not applied",
+            label,
+            attempt,
+            type(exc).__name__,
+            extra={"svyaz": {"event_id": label, "attempts": attempt}},
+        )
+        return True
 
     def start(self) -> None:
         publisher = self.rt.publisher
@@ -117,10 +158,7 @@ class Worker:
                 attempts.pop(message.message_id, None)
             except Exception as exc:  # transient: redeliver later, as Pub/Sub would
                 n = attempts[message.message_id] = attempts.get(message.message_id, 0) + 1
-                log.warning("delivery %d failed: %s", n, type(exc).__name__)
-                if n >= MAX_ATTEMPTS:
-                    self.dead_letters.append(message)
-                else:
+                if not self._failed(message, n, exc):
                     time.sleep(min(2.0, 0.1 * 2**n))
                     topic.put(message)
             finally:
@@ -139,6 +177,8 @@ class Worker:
         subscriber = pubsub_v1.SubscriberClient()
         path = subscriber.subscription_path(settings.gcp_project, self.subscription)
 
+        attempts: dict[str, int] = {}
+
         def callback(received: Any) -> None:
             message = Message(received.data, dict(received.attributes), received.message_id)
             with self._lock:
@@ -147,8 +187,13 @@ class Worker:
                 self.deliver(message)
                 received.ack()
             except Exception as exc:
-                log.warning("delivery failed, nacked for redelivery: %s", type(exc).__name__)
-                received.nack()
+                # The local subscription has no dead-letter policy: give up here, as GCP's would.
+                with self._lock:
+                    n = attempts[message.message_id] = attempts.get(message.message_id, 0) + 1
+                if self._failed(message, n, exc):
+                    received.ack()
+                else:
+                    received.nack()
             finally:
                 with self._lock:
                     self.in_flight -= 1
@@ -207,10 +252,11 @@ class LocalService:
         if self.rt is not None:
             runtime_module.install(self.rt)
         self.rt = runtime_module.current()
+        from svyaz.dev import admin
+
         handler = _QuietHandler if self.quiet else WSGIRequestHandler
-        self.server = make_server(
-            self.host, self.port, build_wsgi_app(), threaded=True, request_handler=handler
-        )
+        app = build_wsgi_app({admin.PREFIX: admin.create_app(self)})
+        self.server = make_server(self.host, self.port, app, threaded=True, request_handler=handler)
         self.port = self.server.server_port
         self.worker = Worker(self.rt, self.subscription)
         self.worker.start()

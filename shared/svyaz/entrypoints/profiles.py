@@ -4,12 +4,14 @@ erasure and split requests. ``/splits/<request id>`` and ``/blocklist`` live her
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, date, datetime, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import flask
 
 from svyaz.adapters.queue import QueueUnavailable, erase_message, split_message
 from svyaz.app.explain import explain, path
+from svyaz.app.reports import BY, attribution_for_days
 from svyaz.app.runtime import Runtime
 from svyaz.app.splits import new_request
 from svyaz.app.views import history, profile_view, render_html, touchpoint_view
@@ -51,6 +53,8 @@ def handle(request: flask.Request, runtime: Runtime) -> flask.Response:
         return _erase(parts[0], runtime)
     if parts == ["lookup"]:
         return _lookup(request, runtime)
+    if parts == ["reports", "attribution"]:
+        return _attribution(request, runtime)
     if len(parts) == 1:
         return json_response(profile_view(_profile(parts[0], runtime)))
     if len(parts) == 2 and parts[1] == "touchpoints":
@@ -82,6 +86,32 @@ def _lookup(request: flask.Request, runtime: Runtime) -> flask.Response:
     if profile is None:
         raise HttpError(404, "not_found", "no profile holds this identifier")
     return json_response(profile_view(profile))
+
+
+def _attribution(request: flask.Request, runtime: Runtime) -> flask.Response:
+    """``GET /profiles/reports/attribution?from=YYYY-MM-DD&to=YYYY-MM-DD[&tz=Europe/Moscow][&by=]``:
+    orders and revenue of the period by credited ad source (what ``svyaz report`` prints)."""
+    try:
+        first = date.fromisoformat(request.args.get("from", ""))
+        last = date.fromisoformat(request.args.get("to", ""))
+    except ValueError:
+        raise HttpError(400, "invalid_query", "from and to are required, as YYYY-MM-DD") from None
+    if last < first:
+        raise HttpError(400, "invalid_query", "to is before from")
+    by = request.args.get("by", "first_touch")
+    if by not in BY:
+        raise HttpError(400, "invalid_query", f"by must be one of {', '.join(BY)}")
+    report = attribution_for_days(runtime.store, first, last, _zone(request.args.get("tz", "UTC")), by)
+    return json_response(report.as_dict())
+
+
+def _zone(name: str) -> tzinfo:
+    if name.upper() == "UTC":
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise HttpError(400, "invalid_query", "tz must be a time zone name such as Europe/Moscow") from None
 
 
 def _profile(profile_id: str, runtime: Runtime):

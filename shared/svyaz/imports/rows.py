@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Literal
@@ -29,7 +30,6 @@ class Reject:
     line: int
     field: str
     reason: str
-
 
 
 class Counting:
@@ -68,6 +68,11 @@ class Row:
     problem: Reject | None = None
 
 
+# Bytes never found in text (tabs, CR, LF, FF and ESC are): a file starting with them is binary.
+_CONTROL = re.compile(rb"[\x00-\x08\x0e-\x1a\x1c-\x1f]")
+BINARY_PROBE = 8192  # bytes at the start of the file checked for them
+
+
 class Lines:
     """Decoded lines with their 1-based numbers; lines that do not decode are remembered."""
 
@@ -76,11 +81,15 @@ class Lines:
         self.number = 0
         self.consumed = 0  # bytes of the lines handed out so far
         self.undecodable: set[int] = set()
+        self.binary = False  # control bytes in the first BINARY_PROBE bytes: not a text file
 
     def __iter__(self) -> Iterator[str]:
+        wide = self.encoding.lower().replace("-", "").startswith(("utf16", "utf32"))
         for data in self.raw:
             self.number += 1
             self.consumed += len(data)
+            if self.consumed - len(data) < BINARY_PROBE and not wide and _CONTROL.search(data):
+                self.binary = True
             try:
                 text = data.decode(self.encoding)
             except UnicodeDecodeError:
@@ -168,4 +177,3 @@ def file_format(uri: str) -> Literal["csv", "jsonl"]:
     if name.endswith((".jsonl", ".ndjson", ".json")):
         return "jsonl"
     raise ImportFailed("the source must end in .csv or .jsonl (optionally .gz)")
-

@@ -11,7 +11,7 @@ import tempfile
 import time
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
@@ -42,7 +42,8 @@ from svyaz.imports.rows import (
 )
 from svyaz.imports.sources import ImportFailed, LocalSource, Source
 
-Via = Literal["direct", "queue"]
+Via = Literal["direct", "queue", "url"]
+PROGRESS_EVERY = 10.0  # seconds between progress lines when stderr is not a terminal
 DEFAULT_BATCH = 500
 REJECT_COLUMNS = ("line", "field", "reason")
 
@@ -64,6 +65,9 @@ class ImportStats:
     rejects_location: str | None = None
     first_order_at: datetime | None = None
     last_order_at: datetime | None = None
+    first_reject: Reject | None = None
+    undated: int = 0  # customer rows without a time, dated ``default_time``
+    default_time: datetime | None = None
 
     @property
     def events(self) -> int:
@@ -85,12 +89,27 @@ class ImportStats:
             f"  rows read: {self.rows:,}; {done}; rejected: {self.rejected:,}",
             f"  seconds: {self.seconds:.1f} ({self.rows_per_second:,.0f} rows/s)",
         ]
+        if self.undated and self.default_time is not None:
+            lines.append(
+                f"  rows without a time: {self.undated:,}, dated {self.default_time:%Y-%m-%dT%H:%M:%SZ} "
+                "(--time, else the file's modification time)"
+            )
         if self.ignored_values:
             ignored = ", ".join(f"{kind} {n:,}" for kind, n in sorted(self.ignored_values.items()))
             lines.append(f"  identifier values ignored on imported rows (invalid or placeholder): {ignored}")
         if self.rejects_location:
             lines.append(f"  rejects: {self.rejects_location}")
         return "\n".join(lines)
+
+    def reject_note(self) -> str | None:
+        """One line for stderr when rows were rejected (the command then exits non-zero)."""
+        if not self.rejected:
+            return None
+        text = f"{self.rejected:,} of {self.rows:,} rows of {self.source} rejected"
+        if first := self.first_reject:
+            where = f"line {first.line}" + (f", {first.field}" if first.field else "")
+            text += f" (first: {where}: {first.reason})"
+        return text + (f"; all in {self.rejects_location}" if self.rejects_location else "")
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -176,10 +195,12 @@ class _Run:
     workers: int
     retries: int
     dry_run: bool
+    remote: Callable[[list[Event]], list[bool | Reject]] | None = None
     batch: list[tuple[int, Event]] = field(default_factory=list)
 
     def reject(self, *items: Reject) -> None:
         self.stats.rejected += 1
+        self.stats.first_reject = self.stats.first_reject or items[0]
         for item in items:
             self.rejects.write(item)
 
@@ -203,6 +224,8 @@ class _Run:
             reason = f"{dropped.reason}; value ignored, row imported"
             self.rejects.write(Reject(row.line, dropped.kind, reason))
         self.stats.valid += 1
+        if event.type == "identify" and values.get("time") in (None, ""):
+            self.stats.undated += 1
         if event.type == "order":
             at = event.timestamp
             self.stats.first_order_at = min(self.stats.first_order_at or at, at)
@@ -219,7 +242,10 @@ class _Run:
         self.batch.clear()
 
     def _apply_batch(self) -> None:
-        results = _apply_all(self.rt, self.batch, self.workers, self.retries)
+        if self.remote is not None:  # a running service applies them (via url)
+            results: Iterable[bool | Reject] = self.remote([e for _, e in self.batch])
+        else:
+            results = _apply_all(self.rt, self.batch, self.workers, self.retries)
         for (line, _), result in zip(self.batch, results, strict=True):
             if isinstance(result, Reject):
                 self.reject(Reject(line, result.field, result.reason))
@@ -254,18 +280,22 @@ def run_import(
     dry_run: bool = False,
     progress: bool | None = None,
     retries: int = 3,
+    default_time: datetime | None = None,
+    remote: Callable[[list[Event]], list[bool | Reject]] | None = None,
 ) -> ImportStats:
     """Stream ``source`` into the pipeline of ``rt``; write the rejects file next to it.
 
-    ``progress``: None shows a bar on stderr only when it is a terminal. Raises
-    ``ImportFailed`` when the source cannot be read or the queue or the store stays down."""
-    from tqdm import tqdm
-
+    ``progress``: None shows a bar on stderr when it is a terminal, else a line every
+    ``PROGRESS_EVERY`` seconds; False nothing. ``default_time`` dates customer rows without a
+    time (default: the file's modification time). ``remote`` applies a batch elsewhere
+    (``via="url"``: a running ``svyaz serve``). Raises ``ImportFailed`` when the source cannot be
+    read, is not text, or the queue, the store or the service stays down."""
     started = time.monotonic()
     reserved = {"order_id", "time", *IDENTIFIER_FIELDS}
+    default_time = default_time or source.modified or datetime.now(UTC)
     mapper = RowMapper(
         source_id or source.uri,
-        source.modified or datetime.now(UTC),
+        default_time,
         tz=tz,
         extra_kinds=tuple(k for k in rt.policy.kinds if k not in reserved),  # queue mode: no store needed
         columns={header_name(k): header_name(v) for k, v in (columns or {}).items()},
@@ -276,16 +306,9 @@ def run_import(
     except OSError as exc:
         reader.close()
         raise ImportFailed(f"cannot write the rejects file: {exc.strerror or type(exc).__name__}") from None
-    stats = ImportStats(source.uri, via, dry_run=dry_run)
-    run = _Run(rt, stats, mapper, rejects, via, workers, retries, dry_run)
-    bar = tqdm(
-        total=source.size,
-        unit="B",
-        unit_scale=True,
-        desc=f"import {source.uri.rsplit('/', 1)[-1]}",
-        file=sys.stderr,
-        disable=None if progress is None else not progress,
-    )
+    stats = ImportStats(source.uri, via, dry_run=dry_run, default_time=default_time)
+    run = _Run(rt, stats, mapper, rejects, via, workers, retries, dry_run, remote)
+    bar = Progress(f"import {source.uri.rsplit('/', 1)[-1]}", progress)
     try:
         _stream(run, reader, batch_size, bar)
     except (OSError, EOFError, zlib.error) as exc:  # a broken stream or a corrupt .gz
@@ -304,16 +327,60 @@ def run_import(
     return run.stats
 
 
-def _stream(run: _Run, reader: _Reader, batch_size: int, bar: Any) -> None:
-    reported = 0
+def _stream(run: _Run, reader: _Reader, batch_size: int, bar: Progress) -> None:
     for row in reader.rows:
+        if run.stats.rows == 0:
+            _check_text(reader.lines, run.stats.source)
         run.take(row)
         if len(run.batch) >= batch_size:
             run.flush()
-            bar.update(reader.position - reported)
-            reported = reader.position
+            bar.update(run.stats.rows)
+    _check_text(reader.lines, run.stats.source)
     run.flush()
-    bar.update(reader.position - reported)
+    bar.update(run.stats.rows)
+
+
+def _check_text(lines: Lines, uri: str) -> None:
+    """Stop at once on a file that is not text, or whose CSV header is not in the given encoding,
+    rather than reject every row (or read none) and finish as if all went well."""
+    if lines.binary:
+        raise ImportFailed(f"{uri} is not a text file (binary data at its start)")
+    if file_format(uri) == "csv" and 1 in lines.undecodable:
+        raise ImportFailed(
+            f"the header of {uri} is not valid {lines.encoding} text: give the file's encoding with "
+            "--encoding (e.g. --encoding cp1251)"
+        )
+
+
+class Progress:
+    """Rows done, on stderr: a bar on a terminal, else a line every ``PROGRESS_EVERY`` seconds (a
+    log or CI shows a long import is alive); ``enabled=False``: nothing."""
+
+    def __init__(self, label: str, enabled: bool | None, stream: Any = None) -> None:
+        self.label, self.stream = label, stream or sys.stderr
+        self.started = self.last = time.monotonic()
+        terminal = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.lines = enabled is not False and not terminal
+        self.bar = None
+        if enabled is not False and terminal:
+            from tqdm import tqdm
+
+            self.bar = tqdm(desc=label, unit=" rows", file=self.stream)
+        self.done = 0
+
+    def update(self, rows: int) -> None:
+        if self.bar is not None:
+            self.bar.update(rows - self.done)
+        self.done = rows
+        now = time.monotonic()
+        if self.lines and now - self.last >= PROGRESS_EVERY:
+            self.last = now
+            rate = rows / (now - self.started)
+            print(f"{self.label}: {rows:,} rows ({rate:,.0f} rows/s)", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _publish(rt: Runtime, events: list[Event], retries: int) -> None:

@@ -161,3 +161,24 @@ def test_the_population_of_the_report_is_the_seeded_one() -> None:
     )
     assert report["config"]["deliveries"] == len(population.events)
     assert "raw" not in report and "ratios" not in report
+
+
+def test_the_ratio_goals_are_shown_only_for_firestore(report: dict) -> None:
+    """The ratio goals are about Firestore; on memory they would only print MISS for nothing."""
+    from svyaz.bench.harness import goals
+
+    assert report["config"]["store"] == "memory"
+    assert not {"no_change_ratio", "linking_ratio"} & set(report["goals"])
+    assert "no_change_ratio" not in format_report(report)
+    on_firestore = {**report, "config": {**report["config"], "store": "firestore"}}
+    assert {"no_change_ratio", "linking_ratio"} <= set(goals(on_firestore))
+
+
+def test_progress_lines_when_stderr_is_not_a_terminal(capsys, monkeypatch) -> None:
+    from svyaz.bench import harness
+
+    monkeypatch.setattr(harness, "PROGRESS_EVERY", 0.0)
+    deliveries = [Delivery(n, event({"client_id": f"c{n}"})) for n in range(3)]
+    harness._run_workers(deliveries, 1, lambda _delivery: True, "lines", "svyaz")
+    err = capsys.readouterr().err
+    assert "svyaz bench: svyaz: 3/3 deliveries" in err

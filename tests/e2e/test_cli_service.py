@@ -1,0 +1,214 @@
+"""The command line against a running local service, and failing fast: `svyaz import`,
+`svyaz report` and `svyaz erase` by URL (and by discovery of the running `svyaz serve`),
+one-line errors for a missing emulator or credentials, events the worker gives up on reported."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from datetime import date
+
+import pytest
+
+from svyaz.adapters.store.base import StoreError
+from svyaz.adapters.store.memory import MemoryStore
+from svyaz.app import runtime
+from svyaz.cli import main
+from svyaz.cli.serve import stop_summary
+from svyaz.dev import client
+from svyaz.dev.local import MAX_ATTEMPTS, LocalService
+from svyaz.domain.model import Identifier
+from tests.conftest import PEPPER
+from tests.pipeline_support import API_KEY, FIXTURES, WRITE_KEY, settings
+
+CALLS = FIXTURES / "calls_orders"
+
+
+@pytest.fixture
+def served(monkeypatch):
+    rt = runtime.build(settings(), store=MemoryStore(PEPPER))
+    service = LocalService("127.0.0.1", 0, rt, quiet=True).start()
+    monkeypatch.setenv("SVYAZ_API_KEYS", API_KEY)
+    monkeypatch.setenv("SVYAZ_WRITE_KEYS", WRITE_KEY)
+    monkeypatch.delenv("SVYAZ_STORE", raising=False)
+    yield service
+    service.stop()
+    runtime.install(None)
+
+
+@pytest.fixture
+def files(tmp_path):
+    shutil.copy(CALLS / "customers.jsonl", tmp_path / "customers.jsonl")
+    shutil.copy(CALLS / "orders_till_export.csv", tmp_path / "orders.csv")
+    return tmp_path
+
+
+def test_import_and_report_reach_the_running_service_by_url(served, files, capsys):
+    code = main(
+        ["import", str(files / "orders.csv"), "--url", served.url, "--tz", "Europe/Moscow", "--no-progress"]
+    )
+    out, err = capsys.readouterr()
+    assert "(orders, via url)" in out and "events applied: 4 (already applied before: 0)" in out
+    # Rows were rejected: the command says so on stderr, with the first reason, and fails.
+    assert code == 1
+    assert "6 of 10 rows of" in err and "(first: line 4, amount: Input should be a valid decimal)" in err
+    # The rows went to the service's own store, not to an empty store of this process.
+    assert served.rt.store.lookup(Identifier("phone", "+79091234567")) is not None
+
+    assert (
+        main(["report", "attribution", "--url", served.url, "--from", "2026-03-01", "--to", "2026-03-31"])
+        == 0
+    )
+    out, err = capsys.readouterr()
+    assert "(none) / (none)" in out and "total                       RUB        4    182480.50" in out
+    assert "empty" not in err
+
+    again = main(["import", str(files / "orders.csv"), "--url", served.url, "--tz", "Europe/Moscow"])
+    assert again == 1 and "events applied: 0 (already applied before: 4)" in capsys.readouterr().out
+
+
+def test_commands_find_the_running_serve_without_being_told(served, files, capsys, monkeypatch):
+    monkeypatch.setenv("SVYAZ_STATE_DIR", str(files / "state"))
+    assert client.discover() is None
+    client.announce(served.url, "memory")
+    assert client.discover() == served.url
+    assert main(["import", str(files / "customers.jsonl"), "--time", "2026-01-01T00:00:00Z"]) == 1
+    out, err = capsys.readouterr()
+    assert "via url" in out and f"(svyaz serve at {served.url})" in err
+    assert served.rt.store.lookup(Identifier("email", "maria@example.ru")) is not None
+
+    profile = served.rt.store.lookup(Identifier("phone", "+79165550102"))
+    assert main(["erase", "--kind", "phone", "--value", "8 916 555-01-02"]) == 0
+    assert f"erasure of profile {profile.profile_id} queued" in capsys.readouterr().out
+    assert served.worker.wait_idle(10)
+    assert served.rt.store.lookup(Identifier("phone", "+79165550102")) is None
+
+    # Another process's announcement that is gone is not a running service.
+    (files / "state" / "serve.json").write_text('{"url": "http://127.0.0.1:9", "pid": 999999999}')
+    assert client.discover() is None
+
+
+def test_report_on_the_service_equals_the_report_on_its_store(served, files, capsys):
+    main(["import", str(files / "orders.csv"), "--url", served.url, "--tz", "Europe/Moscow"])
+    capsys.readouterr()
+    main(
+        ["report", "attribution", "--url", served.url, "--from", "2026-03-01", "--to", "2026-03-31", "--json"]
+    )
+    remote = capsys.readouterr().out
+    from svyaz.cli.reports import attribution_text, parse_tz
+
+    here = attribution_text(
+        served.rt.store, date(2026, 3, 1), date(2026, 3, 31), parse_tz("UTC"), "first_touch", True
+    )
+    assert remote.strip() == here.strip()
+
+
+def test_a_binary_file_or_a_wrong_encoding_fails_with_the_reason(served, files, capsys):
+    (files / "photo.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
+    assert main(["import", str(files / "photo.csv"), "--url", served.url]) == 1
+    assert "is not a text file" in capsys.readouterr().err
+
+    text = (CALLS / "orders_till_export.csv").read_text(encoding="utf-8-sig")
+    (files / "cp1251.csv").write_bytes(text.replace("order_id", "Номер").encode("cp1251"))
+    assert main(["import", str(files / "cp1251.csv"), "--url", served.url]) == 1
+    assert "--encoding cp1251" in capsys.readouterr().err
+
+    (files / "rows.csv").write_bytes(text.encode("cp1251"))
+    assert main(["import", str(files / "rows.csv"), "--url", served.url, "--tz", "Europe/Moscow"]) == 1
+    out, err = capsys.readouterr()
+    assert "rejected: 10" in out and "not valid utf-8 text (see --encoding)" in err
+
+
+def test_progress_lines_on_a_non_terminal(served, files, capsys, monkeypatch):
+    from svyaz import imports
+
+    monkeypatch.setattr(imports, "PROGRESS_EVERY", 0.0)
+    rows = "order_id,time,amount,phone\n" + "".join(
+        f"A{n},2026-03-01T10:00:00Z,10,+7916123{n:04d}\n" for n in range(30)
+    )
+    (files / "many.csv.gz").write_bytes(gzip.compress(rows.encode()))
+    assert main(["import", str(files / "many.csv.gz"), "--url", served.url, "--batch-size", "10"]) == 0
+    err = capsys.readouterr().err
+    assert "import many.csv.gz: 10 rows" in err and "import many.csv.gz: 30 rows" in err
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_the_worker_counts_and_names_the_events_it_gives_up(monkeypatch):
+    records = _Records()
+    logging.getLogger("svyaz.dev.local").addHandler(records)
+    store = MemoryStore(PEPPER)
+    rt = runtime.build(settings(), store=store)
+    service = LocalService("127.0.0.1", 0, rt, quiet=True).start()
+    monkeypatch.setattr("svyaz.dev.local.time.sleep", lambda _s: None)
+
+    def broken(*_args, **_kwargs):
+        raise StoreError("down")
+
+    monkeypatch.setattr(rt.service, "apply", broken)
+    try:
+        from tests.e2e.test_local_service import call, page_view
+
+        assert call(f"{service.url}/collect", WRITE_KEY, page_view(7, client_id="c7"))[0] == 202
+        assert service.worker.wait_idle(10)
+    finally:
+        left = service.stop()
+        runtime.install(None)
+    assert service.worker.given_up == ["view-7"]
+    summary = stop_summary(service.worker, left)
+    assert summary.startswith("stopped: 0 events applied, 1 given up, 0 left unapplied")
+    assert "view-7" in summary
+    logging.getLogger("svyaz.dev.local").removeHandler(records)
+    assert f"gave up on view-7 after {MAX_ATTEMPTS} attempts (StoreError): not applied" in records.messages
+
+
+def _run(*args: str, **env: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("SVYAZ_", "FIRESTORE", "PUBSUB"))}
+    return subprocess.run(
+        [sys.executable, "-m", "svyaz.cli", *args],
+        env={**clean, "SVYAZ_STATE_DIR": os.environ["SVYAZ_STATE_DIR"], **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"FIRESTORE_EMULATOR_HOST": "127.0.0.1:9"}, "FIRESTORE_EMULATOR_HOST"),
+        ({"GOOGLE_APPLICATION_CREDENTIALS": "/nonexistent/key.json"}, "GOOGLE_APPLICATION_CREDENTIALS"),
+    ],
+)
+def test_a_missing_firestore_is_one_line_naming_what_to_set(env, named, tmp_path):
+    served = _run("serve", "--store", "firestore", "--port", "0", **env)
+    assert served.returncode == 2 and served.stdout == ""
+    assert served.stderr.count("\n") == 1 and named in served.stderr
+    assert served.stderr.startswith("svyaz serve: cannot start:")
+    (tmp_path / "o.csv").write_text("order_id,time,phone\nA,2026-03-01T10:00:00Z,+79161234567\n")
+    for args in (
+        ("report", "attribution", "--store", "firestore", "--from", "2026-03-01", "--to", "2026-03-02"),
+        ("import", str(tmp_path / "o.csv"), "--store", "firestore"),
+        ("erase", "--store", "firestore", "--profile-id", "x"),
+    ):
+        result = _run(*args, **env)
+        assert result.returncode == 2, result
+        assert result.stderr.count("\n") == 1 and named in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_a_pubsub_emulator_that_is_not_there_stops_serve():
+    result = _run("serve", "--port", "0", PUBSUB_EMULATOR_HOST="127.0.0.1:9")
+    assert result.returncode == 2 and "PUBSUB_EMULATOR_HOST" in result.stderr
+    assert result.stderr.count("\n") == 1
