@@ -124,9 +124,9 @@ def test_a_binary_file_or_a_wrong_encoding_fails_with_the_reason(served, files, 
 
 
 def test_progress_lines_on_a_non_terminal(served, files, capsys, monkeypatch):
-    from svyaz import imports
+    from svyaz.imports import run
 
-    monkeypatch.setattr(imports, "PROGRESS_EVERY", 0.0)
+    monkeypatch.setattr(run, "PROGRESS_EVERY", 0.0)
     rows = "order_id,time,amount,phone\n" + "".join(
         f"A{n},2026-03-01T10:00:00Z,10,+7916123{n:04d}\n" for n in range(30)
     )

@@ -194,13 +194,14 @@ def test_the_command_imports_several_files_and_reports_the_run(tmp_path, capsys,
     shutil.copy(FIXTURES / "customers.jsonl", customers)
     shutil.copy(FIXTURES / "orders_till_export.csv", orders)
     argv = ["import", str(customers), str(orders), "--tz", "Europe/Moscow", "--report", "--no-progress"]
-    assert main(argv) == 0
-    out = capsys.readouterr().out
+    assert main(argv) == 1  # both files have bad rows: imported without them, and the exit says so
+    out, err = capsys.readouterr()
+    assert "3 of 7 rows of" in err and "6 of 10 rows of" in err
     assert "(customers, via direct)" in out and "(orders, via direct)" in out
     report = out.split("Revenue by first touch")[1].splitlines()
     assert report[2].split() == ["(none)", "/", "(none)", "RUB", "3", "136490.50", "0", "0.00"]
     assert report[3].split() == ["yandex", "/", "cpc", "/", "sofas", "RUB", "1", "45990.00", "0", "0.00"]
-    assert main(["import", str(orders), "--dry-run", "--no-progress", "--report"]) == 0
+    assert main(["import", str(orders), "--dry-run", "--no-progress", "--report"]) == 1
     assert "valid: 4 (dry run: nothing applied)" in capsys.readouterr().out
 
 

@@ -172,7 +172,7 @@ def test_the_cli_imports_from_s3_and_prints_the_summary_and_report(s3, s3_endpoi
     for name in ("SVYAZ_ENV", "PUBSUB_EMULATOR_HOST", "SVYAZ_STORE"):
         monkeypatch.delenv(name, raising=False)
     uri = upload(s3, "orders.csv", ORDERS.read_bytes())
-    assert main(["import", uri, "--tz", "Europe/Moscow", "--report", "--no-progress"]) == 0
+    assert main(["import", uri, "--tz", "Europe/Moscow", "--report", "--no-progress"]) == 1  # bad rows
     out = capsys.readouterr().out
     assert f"import of {uri} (orders, via direct)" in out
     assert "rows read: 10; events applied: 4 (already applied before: 0); rejected: 6" in out

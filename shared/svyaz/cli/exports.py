@@ -130,8 +130,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         "(Metrica: orders and calls CSV; Google Ads: click-id and enhanced-conversions CSV), each "
         "conversion exported once (the ledger). Reads --store firestore (or SVYAZ_STORE).",
     )
-    sub.add_argument("--target", choices=["metrica", "google-ads"], required=True)
-    sub.add_argument("--from", dest="first", type=parse_day, required=True, metavar="YYYY-MM-DD")
+    sub.add_argument(
+        "--target", choices=["metrica", "google-ads"], required=True, help="the ad system to export for"
+    )
+    sub.add_argument(
+        "--from", dest="first", type=parse_day, required=True, metavar="YYYY-MM-DD", help="first day"
+    )
     sub.add_argument(
         "--to", dest="last", type=parse_day, required=True, metavar="YYYY-MM-DD", help="inclusive"
     )
