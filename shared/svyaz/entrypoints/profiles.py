@@ -51,6 +51,10 @@ def handle(request: flask.Request, runtime: Runtime) -> flask.Response:
         if len(parts) != 1:
             raise HttpError(404, "not_found", "DELETE /profiles/<id>")
         return _erase(parts[0], runtime)
+    return _read(request, parts, runtime)
+
+
+def _read(request: flask.Request, parts: list[str], runtime: Runtime) -> flask.Response:
     if parts == ["lookup"]:
         return _lookup(request, runtime)
     if parts == ["reports", "attribution"]:
