@@ -97,11 +97,13 @@ def register(commands: argparse._SubParsersAction) -> None:
         "linked through, with the event that linked it; then its merge history. With --to, the chain "
         "of events joining the two identifiers.",
     )
-    explain.add_argument("--kind", required=True)
-    explain.add_argument("--value", required=True)
+    explain.add_argument("--kind", required=True, help="identifier kind, e.g. phone")
+    explain.add_argument("--value", required=True, help="identifier value, written any way")
     explain.add_argument("--to", metavar="KIND=VALUE", help="show the evidence path to this identifier")
-    explain.add_argument("--json", action="store_true")
-    explain.add_argument("--store", choices=["memory", "firestore"], default=None)
+    explain.add_argument("--json", action="store_true", help="machine-readable output")
+    explain.add_argument(
+        "--store", choices=["memory", "firestore"], default=None, help="default: SVYAZ_STORE or memory"
+    )
     explain.set_defaults(run=run_explain)
 
     split = commands.add_parser(
@@ -110,8 +112,14 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Put KIND=VALUE on the blocklist (it never links anything again) and re-partition "
         "the profile into the customers its remaining evidence connects.",
     )
-    split.add_argument("--profile", required=True, metavar="PROFILE_ID")
-    split.add_argument("--block", required=True, metavar="KIND=VALUE")
-    split.add_argument("--reason", default="blocked with svyaz split")
-    split.add_argument("--store", choices=["memory", "firestore"], default=None)
+    split.add_argument("--profile", required=True, metavar="PROFILE_ID", help="the profile to split")
+    split.add_argument(
+        "--block", required=True, metavar="KIND=VALUE", help="the identifier value to block and split on"
+    )
+    split.add_argument(
+        "--reason", default="blocked with svyaz split", help="why (kept with the block; default: %(default)s)"
+    )
+    split.add_argument(
+        "--store", choices=["memory", "firestore"], default=None, help="default: SVYAZ_STORE or memory"
+    )
     split.set_defaults(run=run_split)
