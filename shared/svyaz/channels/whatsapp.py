@@ -160,24 +160,34 @@ def _profile_traits(contact: Mapping[str, Any]) -> dict[str, str]:
     return {k: v for k, v in traits.items() if v}
 
 
-def _number_change_event(message: dict[str, Any], where: str, message_id: str, timestamp: Any) -> Event:
-    """``system`` / ``user_changed_number``: the old number (``from``) and the new one
-    (``system.wa_id``; ``new_wa_id`` in older payloads) are one customer."""
+def _system_event(message: dict[str, Any], where: str, message_id: str, timestamp: Any) -> Event | None:
+    """A ``system`` message: the identifiers one user changed, queued together as one
+    ``identify`` event so the old and new values stay one customer. ``user_changed_number``:
+    the old number (``from``) and the new one (``system.wa_id``; ``new_wa_id`` in older payloads);
+    ``user_changed_user_id``: the previous and new business-scoped user ids. Other system notices
+    are not customer touches (None)."""
     system = _dict(message.get("system"), f"{where}.system")
-    old, new = _digits(message.get("from")), _digits(system.get("wa_id") or system.get("new_wa_id"))
-    if not old or not new:
-        raise ChannelError(f"{where}: a number change needs from and system.wa_id")
-    identifiers: dict[str, Any] = {"phone": ["+" + old, "+" + new]}
-    user_ids = [u for k in ("user_id", "previous_user_id") if (u := _str(system.get(k)))]
+    kind = system.get("type")
+    identifiers: dict[str, Any] = {}
+    if kind in ("user_changed_number", "customer_changed_number"):
+        old, new = _digits(message.get("from")), _digits(system.get("wa_id") or system.get("new_wa_id"))
+        if not old or not new:
+            raise ChannelError(f"{where}: a number change needs from and system.wa_id")
+        identifiers["phone"] = ["+" + old, "+" + new]
+    elif kind != "user_changed_user_id":
+        return None
+    user_ids = [u for k in ("previous_user_id", "user_id") if (u := _str(system.get(k)))]
     if user_ids:
         identifiers["whatsapp_id"] = user_ids
+    if not identifiers:
+        raise ChannelError(f"{where}: a user id change needs system.previous_user_id and system.user_id")
     return build_event(
         event_id="wa:" + message_id,
         type="identify",
         timestamp=timestamp,
         channel="whatsapp",
         identifiers=identifiers,
-        properties={"system_type": "user_changed_number"},
+        properties={"system_type": kind},
     )
 
 
@@ -212,15 +222,12 @@ def _message_event(
     contacts: list[Any],
     metadata: dict[str, Any],
     pattern: re.Pattern[str],
-) -> Event:
+) -> Event | None:
     message_id = printable_id(message.get("id"), f"{where}.id", max_length=190)
     timestamp = from_unix(message.get("timestamp"), f"{where}.timestamp")
     message_type = _str(message.get("type")) or "unknown"
-    if message_type == "system" and _dict(message.get("system"), f"{where}.system").get("type") in (
-        "user_changed_number",
-        "customer_changed_number",
-    ):
-        return _number_change_event(message, where, message_id, timestamp)
+    if message_type == "system":
+        return _system_event(message, where, message_id, timestamp)
 
     wa_id = _digits(message.get("from"))
     user_id = _str(message.get("from_user_id"))
@@ -300,9 +307,9 @@ def _change_events(change: dict[str, Any], where: str, pattern: re.Pattern[str])
     events: list[Event] = []
     for m, message in enumerate(_list(value.get("messages"), f"{where}.messages")):
         message_where = f"{where}.messages[{m}]"
-        events.append(
-            _message_event(_dict(message, message_where), message_where, contacts, metadata, pattern)
-        )
+        event = _message_event(_dict(message, message_where), message_where, contacts, metadata, pattern)
+        if event is not None:
+            events.append(event)
     for k, call in enumerate(_list(value.get("calls"), f"{where}.calls")):
         if event := _call_event(_dict(call, f"{where}.calls[{k}]"), f"{where}.calls[{k}]", contacts):
             events.append(event)

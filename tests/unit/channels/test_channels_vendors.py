@@ -236,3 +236,21 @@ def test_callback_queries_are_touches_of_their_user_and_bots_are_ignored():
     )
     with pytest.raises(ChannelError, match="callback_query.from"):
         telegram.parse_update({"update_id": 9, "callback_query": {"id": "1"}})
+
+
+def test_a_user_id_change_links_both_ids_and_other_system_notices_record_nothing():
+    def system(body: dict) -> list:
+        message = {
+            "from": "79161234567",
+            "id": "wamid.2",
+            "timestamp": "1773570100",
+            "type": "system",
+            "system": body,
+        }
+        return whatsapp.parse_webhook(wa("messages", {"messages": [message]}), "x(\\d+)")
+
+    [event] = system({"type": "user_changed_user_id", "previous_user_id": "RU.1", "user_id": "RU.2"})
+    assert event.type == "identify" and event.identifiers == {"whatsapp_id": ["RU.1", "RU.2"]}
+    assert system({"type": "some_future_notice", "body": "..."}) == []
+    with pytest.raises(ChannelError, match="user id change"):
+        system({"type": "user_changed_user_id"})
