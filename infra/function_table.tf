@@ -27,7 +27,7 @@ locals {
       description   = "Applies queued events to the identity graph (Pub/Sub push from the events topic)"
       short         = "process"
       public        = false
-      publishes_to  = ["profile_updates", "events"]
+      publishes_to  = ["profile_updates", "events", "touchpoints"]
       project_roles = ["roles/datastore.user"]
       secrets       = ["SVYAZ_PEPPER"]
       timeout       = 60
@@ -112,6 +112,15 @@ locals {
       project_roles = []
       secrets       = ["SVYAZ_CRM_KEYS"]
       timeout       = 60
+    }
+    export_conversions = {
+      description   = "Daily offline conversions to Yandex Metrica (Cloud Scheduler via Pub/Sub push)"
+      short         = "export"
+      public        = false
+      publishes_to  = []
+      project_roles = ["roles/datastore.user"]
+      secrets       = ["SVYAZ_PEPPER", "SVYAZ_METRICA_OAUTH_TOKEN"]
+      timeout       = 540
     }
   }
 

@@ -45,6 +45,9 @@ locals {
     SVYAZ_EVENTS_TOPIC          = google_pubsub_topic.events.name
     SVYAZ_PROFILE_UPDATES_TOPIC = google_pubsub_topic.profile_updates.name
     SVYAZ_QR_ALLOWED_HOSTS      = join(",", var.qr_allowed_hosts)
+    SVYAZ_TOUCHPOINTS_TOPIC     = google_pubsub_topic.touchpoints.name # bigquery.tf
+    SVYAZ_METRICA_COUNTER_ID    = var.metrica_counter_id               # export.tf
+    SVYAZ_METRICA_GOAL          = var.metrica_goal
   }
 }
 

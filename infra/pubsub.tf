@@ -31,6 +31,7 @@ locals {
   topics = {
     events          = google_pubsub_topic.events
     profile_updates = google_pubsub_topic.profile_updates
+    touchpoints     = google_pubsub_topic.touchpoints # bigquery.tf
   }
 
   process_event_url = google_cloudfunctions2_function.function["process_event"].service_config[0].uri

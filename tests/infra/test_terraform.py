@@ -229,6 +229,9 @@ def test_functions_get_the_specified_environment(infra):
         "SVYAZ_PROFILE_UPDATES_TOPIC",
         "SVYAZ_QR_ALLOWED_HOSTS",
         "SVYAZ_FIRESTORE_DATABASE",
+        "SVYAZ_TOUCHPOINTS_TOPIC",
+        "SVYAZ_METRICA_COUNTER_ID",
+        "SVYAZ_METRICA_GOAL",
     }
     assert env["SVYAZ_ENV"] == "production"
     assert env["SVYAZ_STORE"] == "firestore"
@@ -335,8 +338,12 @@ def test_public_functions_are_public_and_process_event_only_for_the_push_account
         member
         == '${each.value.public?"allUsers":"serviceAccount:${google_service_account.push_invoker.email}"}'
     )
+    from svyaz.entrypoints.registry import BY_TARGET
+
     assert table["process_event"]["public"] is False
-    assert all(entry["public"] for name, entry in table.items() if name != "process_event")
+    # Only Pub/Sub push reaches the event-triggered functions (process_event, export_conversions).
+    for name, entry in table.items():
+        assert entry["public"] is (BY_TARGET[name].trigger == "http"), name
 
 
 # --------------------------------------------------------------------------- Pub/Sub

@@ -56,8 +56,9 @@ FUNCTIONS: tuple[Function, ...] = (
         trigger="pubsub",
         settings=("pepper",),
         public=False,
-        # events: a split too long for one invocation queues its own continuation
-        publishes_to=("profile_updates", "events"),
+        # events: a split too long for one invocation queues its own continuation;
+        # touchpoints: the warehouse rows (when SVYAZ_TOUCHPOINTS_TOPIC is set)
+        publishes_to=("profile_updates", "events", "touchpoints"),
         project_roles=("roles/datastore.user",),
     ),
     Function(
@@ -146,6 +147,16 @@ FUNCTIONS: tuple[Function, ...] = (
         paths=("/webhooks/crm",),
         settings=("crm_keys",),
         development={"SVYAZ_CRM_KEYS": "dev-crm-key"},
+    ),
+    Function(
+        "export_conversions",
+        "exports:handle_schedule",
+        "daily offline conversions to Yandex Metrica (Cloud Scheduler via the conversions-schedule topic)",
+        trigger="pubsub",
+        settings=("pepper", "metrica_oauth_token"),
+        public=False,
+        publishes_to=(),
+        project_roles=("roles/datastore.user",),
     ),
 )
 

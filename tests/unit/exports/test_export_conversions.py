@@ -9,6 +9,7 @@ import email.parser
 import email.policy
 import io
 import json
+import logging
 import threading
 from datetime import UTC, date, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,8 +39,10 @@ def demo_runtime(monkeypatch):
     for name, value in registry.development_values().items():  # what `svyaz demo` fills in
         monkeypatch.setenv(name, value)
     rt = runtime.build(Settings(), store=MemoryStore(PEPPER), publisher=LocalQueue())
+    level = logging.getLogger("svyaz").level
     with contextlib.redirect_stdout(io.StringIO()):
         assert demo.run_on(rt) == 0
+    logging.getLogger("svyaz").setLevel(level)  # the demo quiets the service's logs
     yield rt
     runtime.install(None)
 
