@@ -8,6 +8,8 @@ service (``SVYAZ_API_KEYS``), like ``/profiles``.
 * ``POST /local/apply`` ``{"batch": [canonical events]}``: applies each now with the code
   ``process_event`` runs and answers, per event, ``applied``, ``duplicate`` or ``refused``
   (with the reason) -- what ``svyaz import --via direct`` reports, on the service's own store.
+* ``POST /local/export`` ``{"target", "from", "to", "tz", "again", "upload"}``: ``svyaz export
+  conversions`` on the service's store and ledger; answers the summary, the files and the orders.
 """
 
 from __future__ import annotations
@@ -65,10 +67,39 @@ def create_app(service: Any) -> flask.Flask:
             raise HttpError(400, "invalid_payload", f'expected {{"batch": [at most {MAX_APPLY} events]}}')
         return json_response({"results": [_apply_one(item, service.rt) for item in items]})
 
+    @endpoint
+    def export(request: flask.Request) -> flask.Response:
+        allow_methods(request, "POST")
+        require_key(request, service.rt.settings.api_keys, "API key")
+        return json_response(_export(parse_json(read_body(request, 64 * 1024)), service.rt))
+
     methods = ["GET", "POST", "PUT", "DELETE", "PATCH"]
+    app.add_url_rule("/export", "export", lambda: export(flask.request), methods=methods)
     app.add_url_rule("/status", "status", lambda: status(flask.request), methods=methods)
     app.add_url_rule("/apply", "apply", lambda: apply(flask.request), methods=methods)
     return app
+
+
+def _export(body: Any, rt: Any) -> dict[str, Any]:
+    import argparse
+    from datetime import date
+
+    from svyaz.cli.exports import export_on
+    from svyaz.cli.reports import parse_tz
+
+    try:
+        if not isinstance(body, dict) or body.get("target") not in ("metrica", "google-ads"):
+            raise ValueError("target must be metrica or google-ads")
+        first, last = date.fromisoformat(str(body["from"])), date.fromisoformat(str(body["to"]))
+        tz = parse_tz(str(body.get("tz") or "UTC"))
+    except (KeyError, ValueError, argparse.ArgumentTypeError) as exc:
+        raise HttpError(400, "invalid_payload", f"invalid export request: {exc}") from None
+    try:
+        return export_on(
+            rt, body["target"], first, last, tz, bool(body.get("again")), bool(body.get("upload"))
+        )
+    except ValueError as exc:  # e.g. Metrica not configured for --upload
+        raise HttpError(400, "invalid_payload", str(exc)) from None
 
 
 def _apply_one(item: Any, rt: Any) -> dict[str, Any]:

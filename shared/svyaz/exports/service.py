@@ -79,6 +79,35 @@ class ExportRun:
         }
 
 
+def _credit_dict(credit: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+    return {
+        by: {k: v for k, v in c.items() if k in ("source", "medium", "campaign")} for by, c in credit.items()
+    }
+
+
+def run_details(run: ExportRun) -> dict[str, Any]:
+    """The summary with the files' content and the exported orders: what ``svyaz export`` writes
+    and prints (it holds the customers' ad-system ids: for the operator, never logged)."""
+    return run.summary() | {
+        "file_contents": {
+            f.kind: f.rows.to_bytes().decode() for f in run.files if f.rows.rows and f.error is None
+        },
+        "errors": {f.kind: f.error for f in run.files if f.error},
+        "refused_rows": [{"key": r.key, "reason": r.reason} for r in run.refused],
+        "orders": [
+            {
+                "order_id": o.order_id,
+                "at": o.at.isoformat().replace("+00:00", "Z"),
+                "amount": formats.money(o.amount),
+                "currency": o.currency,
+                "channel": o.channel,
+                "credit": _credit_dict(o.credit),
+            }
+            for o in run.orders
+        ],
+    }
+
+
 def click_ids(touchpoint: Touchpoint) -> dict[str, str]:
     """``yclid`` / ``gclid`` the touch carried: in its landing page URL or its properties."""
     found: dict[str, str] = {}

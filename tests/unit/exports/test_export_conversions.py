@@ -53,7 +53,9 @@ def args(tmp_path, target="metrica", **extra) -> argparse.Namespace:
 
 
 def run_export(rt, tmp_path, capsys, **extra) -> str:
-    assert exports.export_with(rt, args(tmp_path, **extra)) == 0
+    ns = args(tmp_path, **extra)
+    answer = exports.export_on(rt, ns.target, ns.first, ns.last, ns.tz, ns.again)
+    assert exports.show(answer, ns) == 0
     return capsys.readouterr().out
 
 
@@ -72,6 +74,26 @@ def test_after_the_demo_metrica_gets_ekaterinas_showroom_order_by_her_client_id(
     assert "store" in s77 and "vk / social / kitchens-promo |" in s77
     # No phone, e-mail or name in the Metrica file.
     assert "7916" not in csv_text and "@" not in csv_text
+
+
+def test_svyaz_export_reaches_the_running_local_service(demo_runtime, tmp_path, capsys):
+    """`svyaz demo --keep` (or `svyaz serve`) holds the journeys in its memory store: the command
+    runs the export there (POST /local/export) and writes the files here."""
+    from svyaz.cli import main
+    from svyaz.dev.local import LocalService
+
+    service = LocalService("127.0.0.1", 0, demo_runtime, quiet=True).start()
+    try:
+        period = ["--from", "2026-11-01", "--to", "2026-11-30", "--url", service.url, "--out", str(tmp_path)]
+        assert main(["export", "conversions", "--target", "metrica", *period]) == 0
+        first = capsys.readouterr().out
+        assert main(["export", "conversions", "--target", "metrica", *period]) == 0
+        second = capsys.readouterr().out
+    finally:
+        service.stop()
+    assert EKATERINA_YM in (tmp_path / "metrica-orders-2026-11-01_2026-11-30.csv").read_text()
+    assert "exported: 2; exported before: 0" in first
+    assert "exported: 0; exported before: 2" in second  # the service's ledger
 
 
 def test_a_rerun_exports_nothing_twice(demo_runtime, tmp_path, capsys):
