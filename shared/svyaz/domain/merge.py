@@ -10,6 +10,7 @@ every rule of the design page lives in this file.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -278,7 +279,9 @@ def plan_event(observation: Observation, snapshot: Snapshot, policy: Policy, new
     profiles: dict[str, Profile] = {}  # working copies of every profile the plan writes
 
     def working(profile: Profile) -> Profile:
-        return profiles.setdefault(profile.profile_id, copy.deepcopy(profile))
+        if profile.profile_id not in profiles:
+            profiles[profile.profile_id] = profile.copy()
+        return profiles[profile.profile_id]
 
     # Rule 3: build the group greedily, strongest identifier first.
     group: list[Profile] = []
@@ -532,7 +535,7 @@ def _records(
         if old is None or owner is None:
             records.append(IdentifierRecord(identifier, profile_id, at, at, event_id, through(identifier)))
             continue
-        record = copy.deepcopy(old)
+        record = dataclasses.replace(old)  # every field is an immutable value: a shallow copy is one
         if owner.profile_id != profile_id or old.profile_id != profile_id:
             # Re-pointed by a merge or a move: this event is the new evidence.
             record.linked_by_event, record.linked_through = event_id, through(identifier)

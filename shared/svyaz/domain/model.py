@@ -7,6 +7,7 @@ hold exactly the same shapes.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -126,6 +127,18 @@ class Profile:
     # Not stored: the store's revision of the document this was read from (Firestore: its
     # update time), so the fast path can write the profile only if nothing changed it since.
     revision: Any = field(default=None, compare=False, repr=False)
+
+    def copy(self) -> Profile:
+        """A working copy the engine may change without touching this one: containers are new,
+        the traits and touches inside them are shared (the engine replaces them, never mutates)."""
+        return dataclasses.replace(
+            self,
+            identifiers={kind: list(values) for kind, values in self.identifiers.items()},
+            traits=dict(self.traits),
+            counters=dict(self.counters),
+            merged_from=list(self.merged_from),
+            recent_touches=list(self.recent_touches),
+        )
 
     def holds(self, identifier: Identifier) -> bool:
         return identifier.value in self.identifiers.get(identifier.kind, ())

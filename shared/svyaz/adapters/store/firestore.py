@@ -476,29 +476,14 @@ class FirestoreStore(Store):
             if request.state != "moving" or request.cursor != n:
                 return request
             part = self._part(request_id, str(n)).get(transaction=transaction).to_dict()
-            moves = {
-                self._touchpoints.document(self.keys.event(m["name"])).path: m for m in part["touchpoints"]
-            }
-            existing = (
-                {
-                    d.reference.path
-                    for d in self.client.get_all(
-                        list(map(self.client.document, moves)), transaction=transaction
-                    )
-                    if d.exists
-                }
-                if moves
-                else set()
-            )
             for doc in part["records"]:
                 ref = self._identifiers.document(self.keys.identifier(Identifier(doc["kind"], doc["value"])))
                 transaction.set(ref, doc)
-            for path, move in moves.items():
-                if path in existing:  # erased meanwhile: nothing to move
-                    transaction.update(
-                        self.client.document(path),
-                        {"profile_id": move["profile_id"], "credit": move["credit"]},
-                    )
+            # No read of the touchpoints first: only an erasure deletes them, and it waits
+            # (ProfileBusy) until the split is done.
+            for move in part["touchpoints"]:
+                ref = self._touchpoints.document(self.keys.event(move["name"]))
+                transaction.update(ref, {"profile_id": move["profile_id"], "credit": move["credit"]})
             request.cursor = n + 1
             transaction.set(self._splits.document(request_id), request.to_doc())
             return request
