@@ -57,10 +57,11 @@ class Splitter:
         if request.state == "moving" and request.parts < 0:
             request = self._plan(request)
         while request.state == "moving" and request.cursor < request.parts:
-            if self.clock() > deadline:
+            request = self.store.apply_split_part(request_id, request.cursor)
+            # At least one chunk per invocation, so every delivery makes progress.
+            if request.cursor < request.parts and self.clock() > deadline:
                 log.info("split continues later", extra={"svyaz": {"request_id": request_id}})
                 return None
-            request = self.store.apply_split_part(request_id, request.cursor)
         if request.state == "moving":
             request = self.store.finish_split(request_id, self._audit(request))
             log.info("profile split", extra={"svyaz": {"request_id": request_id, **request.result}})
