@@ -64,6 +64,31 @@ def test_segment_alias_links_the_previous_id_and_the_user():
     }
 
 
+def test_segment_screen_is_a_screen_view_of_the_app_user():
+    [event] = parse("screen", "segment_screen.json")
+    assert event.type == "screen"
+    assert event.identifiers == {
+        "client_id": "3a12eab0-bca7-11e4-8dfc-aa07a5b093db",
+        "user_id": "97980cfea0067",
+    }
+    assert event.properties == {
+        "variation": "blue signup button",
+        "call": {
+            "channel": "mobile",
+            "name": "Home",
+            "version": "1.1",
+        },
+    }
+
+
+def test_segment_group_traits_describe_the_company_not_the_person():
+    [event] = parse("group", "segment_group.json")
+    assert event.type == "group" and event.traits == {}
+    assert event.identifiers == {"client_id": "507f191e810c19729de860ea", "user_id": "97980cfea0067"}
+    assert event.properties["call"]["groupId"] == "0e8c78ea9d97a7b8185e8632"
+    assert event.properties["call"]["group_traits"]["total billed"] == 830
+
+
 def test_the_previous_id_kind_is_configurable():
     kinds = TrackingKinds.from_mapping({"previousId": "user_id", "anonymousId": "ym_client_id"})
     [event] = parse("alias", "segment_alias.json", kinds=kinds)
