@@ -243,3 +243,24 @@ def test_process_event_queues_the_rest_of_a_split_when_its_time_budget_runs_out(
         assert partition(rt.store) == {frozenset(ANNA), frozenset(BORIS)}
     finally:
         runtime.install(None)
+
+
+def test_explain_shows_moved_devices_and_refused_links_that_touched_the_profile(memory_service):
+    from svyaz.app.explain import explain
+
+    store = memory_service.store
+    first = memory_service.apply(event({"user_id": "u1", "device_id": "d1"}, event_id="login-1", minutes=0))
+    second = memory_service.apply(event({"user_id": "u2", "device_id": "d1"}, event_id="login-2", minutes=1))
+    refused = memory_service.apply(event({"user_id": "u3", "email": "x@mail.ru"}, event_id="form", minutes=2))
+    clash = memory_service.apply(event({"user_id": "u1", "email": "x@mail.ru"}, event_id="clash", minutes=3))
+    assert clash.status == "conflict" and refused.status == "created"
+
+    old_owner = explain(store, store.resolve(first.profile_id))
+    assert [(m["event"]["event_id"], m["kind"], m["to"]) for m in old_owner["moves"]] == [
+        ("login-2", "device_id", second.profile_id)
+    ]
+    assert [(c["event"]["event_id"], c["kind"], c["reason"]) for c in old_owner["conflicts"]] == [
+        ("clash", "email", "would exceed the limit of user_id")
+    ]
+    other = explain(store, store.resolve(refused.profile_id))
+    assert [c["event"]["event_id"] for c in other["conflicts"]] == ["clash"]
