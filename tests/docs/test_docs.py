@@ -260,3 +260,37 @@ def test_the_commands_of_the_document_print_what_it_shows(document: Path, tmp_pa
                 + "\n".join(actual)
             )
     assert not wrong, "\n\n".join(wrong)
+
+
+# --------------------------------------------------------------------------- refreshing a page
+
+
+def refresh(document: Path, workdir: Path) -> int:
+    """Run a page's commands and write their real output into it, keeping each shown output that
+    still matches (its ``...`` stay). Returns how many outputs changed: review them before
+    committing. ``python3 -m tests.docs.test_docs docs/connecting.md``"""
+    text = document.read_text(encoding="utf-8")
+    steps = parse(text)
+    session = Session(workdir)
+    try:
+        results = session.run_all(steps)
+    finally:
+        session.close()
+    lines, changed = text.split("\n"), 0
+    # From the last step up, so earlier line numbers stay valid.
+    for step, (actual, _status) in reversed(list(zip(steps, results, strict=True))):
+        if matches(step.expected, actual):
+            continue
+        changed += 1
+        start = step.line - 1 + step.command.count("\n") + 1  # 0-based index of the first output line
+        lines[start : start + len(step.expected)] = actual
+    document.write_text("\n".join(lines), encoding="utf-8")
+    return changed
+
+
+if __name__ == "__main__":
+    import tempfile
+
+    for name in sys.argv[1:]:
+        with tempfile.TemporaryDirectory() as scratch:
+            print(f"{name}: {refresh(Path(name).resolve(), Path(scratch))} outputs rewritten")
