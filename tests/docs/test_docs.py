@@ -9,6 +9,8 @@ How to write a tested example (any document, any section):
 * a line of output may contain ``...``, which matches any text (run-time values: times of "now",
   cookie expiry dates, a QR token that embeds its expiry); 32-hex ids (profile ids, cookies) and
   ``seconds: 0.0 (743 rows/s)`` timings are compared as placeholders, so they need no ``...``;
+* a page whose examples need a setting of the service says so once, in an HTML comment:
+  ``<!-- docs-test serve env: NAME='value' ... -->`` (shell words);
 * blocks that must not run (they need a real cloud, a bot token, or `svyaz serve` itself) are
   ``sh`` or ``text``, not ``console``.
 
@@ -41,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 DOC_PORT = 8080
 FENCE = re.compile(r"^```console[ \t]*$(.*?)^```[ \t]*$", re.M | re.S)
+SERVE_ENV = re.compile(r"<!--\s*docs-test serve env:(.*?)-->", re.S)
 HEX_ID = re.compile(r"\b[0-9a-f]{32}\b")
 TIMING = re.compile(r"seconds: \d+(\.\d+)? \([\d,]+ rows/s\)")
 
@@ -56,8 +59,10 @@ def parse(text: str) -> list[Step]:
     """The commands of every console block of a document, in order, with their expected output."""
     steps: list[Step] = []
     for block in FENCE.finditer(text):
-        first_line = text[: block.start(1)].count("\n") + 1
-        lines = block.group(1).strip("\n").split("\n")
+        body = block.group(1)
+        # 1-based line number in the page of the block's first line (after the fence and blank lines)
+        first_line = text[: block.start(1)].count("\n") + 1 + (len(body) - len(body.lstrip("\n")))
+        lines = body.strip("\n").split("\n")
         i = 0
         while i < len(lines):
             if not lines[i].startswith("$ "):
@@ -123,7 +128,7 @@ def _free_port() -> int:
 class Session:
     """A served instance and one bash shell for one document."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, serve_env: dict[str, str] | None = None) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         bin_dir = workdir / ".bin"
@@ -147,7 +152,7 @@ class Session:
         self.server = subprocess.Popen(
             [sys.executable, "-m", "svyaz.cli", "serve", "--port", str(self.port)],
             cwd=workdir,
-            env=self.env,
+            env={**self.env, **(serve_env or {})},
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
@@ -227,7 +232,13 @@ class Session:
 
 
 # Pages whose examples are being rewritten to run as shown (issue 18): expected to fail until then.
-NOT_YET = {"bridges.md", "connecting.md"}
+NOT_YET = {"bridges.md"}
+
+
+def serve_env(text: str) -> dict[str, str]:
+    """The settings a page asks its served instance to start with."""
+    pairs = [word for found in SERVE_ENV.findall(text) for word in shlex.split(found)]
+    return dict(pair.split("=", 1) for pair in pairs)
 
 
 def _documents() -> list:
@@ -243,8 +254,9 @@ def _documents() -> list:
 @pytest.mark.skipif(not (shutil.which("bash") and shutil.which("curl")), reason="needs bash and curl")
 @pytest.mark.parametrize("document", _documents(), ids=lambda p: getattr(p, "name", str(p)))
 def test_the_commands_of_the_document_print_what_it_shows(document: Path, tmp_path: Path):
-    steps = parse(document.read_text(encoding="utf-8"))
-    session = Session(tmp_path)
+    text = document.read_text(encoding="utf-8")
+    steps = parse(text)
+    session = Session(tmp_path, serve_env(text))
     try:
         results = session.run_all(steps)
     finally:
@@ -271,7 +283,7 @@ def refresh(document: Path, workdir: Path) -> int:
     committing. ``python3 -m tests.docs.test_docs docs/connecting.md``"""
     text = document.read_text(encoding="utf-8")
     steps = parse(text)
-    session = Session(workdir)
+    session = Session(workdir, serve_env(text))
     try:
         results = session.run_all(steps)
     finally:

@@ -90,8 +90,9 @@ class ImportStats:
             f"  seconds: {self.seconds:.1f} ({self.rows_per_second:,.0f} rows/s)",
         ]
         if self.undated and self.default_time is not None:
+            dated = self.default_time.astimezone(UTC)
             lines.append(
-                f"  rows without a time: {self.undated:,}, dated {self.default_time:%Y-%m-%dT%H:%M:%SZ} "
+                f"  rows without a time: {self.undated:,}, dated {dated:%Y-%m-%dT%H:%M:%SZ} "
                 "(--time, else the file's modification time)"
             )
         if self.ignored_values:
