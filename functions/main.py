@@ -9,10 +9,17 @@ from __future__ import annotations
 
 import os
 
+import flask
+
 from svyaz.app import logs, runtime
+from svyaz.entrypoints.http import framework_error
 from svyaz.entrypoints.registry import BY_TARGET, FUNCTIONS, cloud_function
 
 logs.configure()
+# The framework's own errors (its 404 pages, malformed requests) answer JSON like ours. The
+# framework runs this module inside the context of the app it builds for the target.
+if flask.has_app_context():
+    flask.current_app.register_error_handler(Exception, framework_error)
 
 if (target := os.environ.get("FUNCTION_TARGET")) in BY_TARGET:
     runtime.current().settings.require(*BY_TARGET[target].settings)

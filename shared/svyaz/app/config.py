@@ -6,6 +6,7 @@ Every setting is documented in the README's configuration table. In production m
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -14,6 +15,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from svyaz.channels.tracking import TrackingKinds
+from svyaz.domain.validation import TimeWindow
 from svyaz.identity.policy import Policy
 
 DEV_PEPPER = "svyaz-local-development-pepper"  # noqa: S105 - only accepted outside production
@@ -113,6 +115,9 @@ class Settings(BaseSettings):
     # How long one process_event invocation works on a split before queueing the rest (its
     # timeout and the subscription's ack deadline are 60 s).
     split_budget_seconds: float = Field(default=40.0, gt=0)
+    # Event times accepted (older or further ahead: refused as a sender bug).
+    event_time_earliest: datetime = datetime(2000, 1, 1, tzinfo=UTC)
+    event_time_future_hours: int = Field(default=24, ge=0, le=24 * 366)
     s3_endpoint_url: str | None = None
 
     # Offline conversions for the ad systems (`svyaz export conversions`, export_conversions).
@@ -203,6 +208,12 @@ class Settings(BaseSettings):
         if self.env == "production":
             self.require("pepper")
         return (self.pepper.get_secret_value() or DEV_PEPPER).encode()
+
+    @property
+    def time_window(self) -> TimeWindow:
+        earliest = self.event_time_earliest
+        earliest = earliest.replace(tzinfo=UTC) if earliest.tzinfo is None else earliest
+        return TimeWindow(earliest, timedelta(hours=self.event_time_future_hours))
 
     @cached_property
     def tracking_kinds(self) -> TrackingKinds:

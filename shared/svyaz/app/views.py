@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from svyaz.adapters.store.base import Store
+from svyaz.domain.events import client_event_id, namespace_of
 from svyaz.domain.model import Profile, Touch, Touchpoint
 
 
@@ -43,8 +44,11 @@ def _number(value: float) -> int | float:
 
 
 def touchpoint_view(touchpoint: Touchpoint) -> dict[str, Any]:
+    # A client's event shows the id it sent, and which sender (write key namespace) sent it.
+    sender = namespace_of(touchpoint.event_id)
     return {
-        "event_id": touchpoint.event_id,
+        "event_id": client_event_id(touchpoint.event_id),
+        **({"sender": sender} if sender else {}),
         "type": touchpoint.type,
         "channel": touchpoint.channel,
         "timestamp": _iso(touchpoint.timestamp),

@@ -132,6 +132,8 @@ class Snapshot:
     def missing_profile_ids(self) -> set[str]:
         """Profile ids a store still has to read to resolve every record (chain following)."""
         wanted = {r.profile_id for r in self.records.values()}
+        if self.previous is not None:  # the order's owner, for the ownership rule
+            wanted.add(self.previous.profile_id)
         wanted |= {p.merged_into for p in self.profiles.values() if p.status == "merged" and p.merged_into}
         return wanted - set(self.profiles)
 
@@ -332,6 +334,12 @@ def plan_event(observation: Observation, snapshot: Snapshot, policy: Policy, new
 
     losers = [p for p in group if p.profile_id != survivor.profile_id]
     loser_ids = {p.profile_id for p in losers}
+    refused = order_conflict(snapshot, {survivor.profile_id, *loser_ids})
+    if refused is not None:
+        # Nothing of the event is written but its outcome: the order stays with its customer.
+        conflict = Outcome(event.event_id, "conflict", None, dropped=list(observation.dropped))
+        conflict.conflicts.append(refused)
+        return Plan(outcome=conflict)
     for loser_source in sorted(losers, key=lambda p: p.profile_id):
         loser = working(loser_source)
         for identifier in loser.all_identifiers():
@@ -491,6 +499,18 @@ def fold_event(profile: Profile, observation: Observation, policy: Policy) -> To
     if observation.event.type == "order":
         _count_order(profile, touchpoint, None, policy)
     return touchpoint
+
+
+def order_conflict(snapshot: Snapshot, customer: set[str]) -> Dropped | None:
+    """An order belongs to the customer it was first seen with: the same order id seen with a
+    customer that is not (and does not become, by this event) that one is refused as a conflict,
+    never a move of the order and its revenue. ``customer``: the profiles this event ends in."""
+    if snapshot.previous is None:
+        return None
+    owner = snapshot.resolve(snapshot.previous.profile_id)
+    if owner is None or owner.profile_id in customer:
+        return None  # a new order, the owner's own update, or the owner was erased
+    return Dropped("order_id", "the order belongs to another customer", owner.profile_id)
 
 
 def _count_order(

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from svyaz.domain.events import namespace_of
+
 ProfileStatus = Literal["active", "merged", "erased"]
 OutcomeStatus = Literal["created", "attached", "merged", "unchanged", "conflict"]
 
@@ -259,9 +261,13 @@ class Touchpoint:
 
 
 def touchpoint_name(type_: str, properties: dict[str, Any], event_id: str) -> str:
+    """An order is owned by who reported it: the business's systems (CRM, till, import) share
+    ``order:<id>``; a client sender (the site's public write key) reports its own orders under
+    its namespace, so it can never create or alter a CRM order."""
     order_id = properties.get("order_id")
     if type_ == "order" and isinstance(order_id, str | int) and str(order_id):
-        return f"order:{order_id}"
+        namespace = namespace_of(event_id)
+        return f"{namespace}:order:{order_id}" if namespace else f"order:{order_id}"
     return event_id
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,8 +19,15 @@ from pydantic import ValidationError
 
 from svyaz.app.runtime import Runtime
 from svyaz.channels import ChannelError, tracking
-from svyaz.domain.events import Event, describe_validation_error
+from svyaz.domain.events import (
+    Event,
+    client_event_id,
+    describe_validation_error,
+    namespaced_event_id,
+    sender_namespace,
+)
 from svyaz.domain.merge import InvalidEvent, observe
+from svyaz.domain.validation import check_event_time
 from svyaz.entrypoints import tag
 from svyaz.entrypoints.http import (
     HttpError,
@@ -39,43 +45,61 @@ from svyaz.entrypoints.http import (
     subpath,
 )
 
+MAX_CLIENT_EVENT_ID = 200
+
 METHODS = "POST, OPTIONS"
 PATHS = "/collect, /svyaz.js, /v1/<track|identify|page|screen|alias|group|batch>"
 
 
-def validate_events(items: list[Any], runtime: Runtime) -> tuple[list[Event], list[dict[str, Any]]]:
-    """Every event of the request, checked as the pipeline will check it (schema, kinds,
-    normalization), so a request is accepted whole or refused whole."""
+def _client_item(item: Any, namespace: str | None, now: datetime) -> dict[str, Any]:
+    """The event object as the pipeline takes it: its id under the sender's namespace (None:
+    the caller namespaced it already), the server's time when the client left it out. Raises
+    ``ValueError`` for what cannot be."""
+    if not isinstance(item, dict):
+        raise ValueError("an event must be a JSON object")
+    if namespace is not None:
+        event_id = item.get("event_id")
+        if not isinstance(event_id, str) or not 1 <= len(event_id) <= MAX_CLIENT_EVENT_ID:
+            raise ValueError(f"event_id: 1-{MAX_CLIENT_EVENT_ID} printable ASCII characters required")
+        item = {**item, "event_id": namespaced_event_id(namespace, event_id)}
+    if "timestamp" not in item:
+        item["timestamp"] = now  # browsers may leave the time to the server
+    return item
+
+
+def validate_events(
+    items: list[Any], runtime: Runtime, namespace: str | None
+) -> tuple[list[Event], list[dict[str, Any]]]:
+    """Every event of the request, checked as the pipeline will check it (schema, storable
+    values, time window, kinds, normalization), so a request is accepted whole or refused whole.
+    ``namespace`` is the sender's (``domain.events.sender_namespace``): reusable by any entry
+    point that takes client-made event ids."""
     events, errors, warnings = [], [], []
     now = datetime.now(UTC)
-    for index, item in enumerate(items):
-        if not isinstance(item, dict):
-            errors.append(
-                {"index": index, "errors": [{"field": "", "reason": "an event must be a JSON object"}]}
-            )
+    for index, raw in enumerate(items):
+        client_id = raw.get("event_id") if isinstance(raw, dict) else None
+        try:
+            item = _client_item(raw, namespace, now)
+        except ValueError as exc:
+            errors.append({"index": index, "errors": [{"field": "", "reason": str(exc)}]})
             continue
-        if "timestamp" not in item:
-            item = {**item, "timestamp": now}  # browsers may leave the time to the server
         try:
             event = Event.model_validate(item)
+            if (reason := check_event_time(event, runtime.settings.time_window, now)) is not None:
+                raise InvalidEvent(reason)
             dropped = observe(event, runtime.policy).dropped
         except ValidationError as exc:
-            errors.append(
-                {"index": index, "event_id": item.get("event_id"), "errors": describe_validation_error(exc)}
-            )
+            errors.append({"index": index, "event_id": client_id, "errors": describe_validation_error(exc)})
             continue
         except InvalidEvent as exc:
+            field = "timestamp" if str(exc).startswith("timestamp") else "identifiers"
             errors.append(
-                {
-                    "index": index,
-                    "event_id": event.event_id,
-                    "errors": [{"field": "identifiers", "reason": str(exc)}],
-                }
+                {"index": index, "event_id": client_id, "errors": [{"field": field, "reason": str(exc)}]}
             )
             continue
         events.append(event)
         if dropped:
-            warnings.append({"event_id": event.event_id, "dropped": [d.as_dict() for d in dropped]})
+            warnings.append({"event_id": client_id, "dropped": [d.as_dict() for d in dropped]})
     if errors:
         raise HttpError(
             400,
@@ -107,16 +131,16 @@ def handle(request: flask.Request, runtime: Runtime) -> flask.Response:
 def handle_canonical(request: flask.Request, runtime: Runtime, cors: dict[str, str]) -> flask.Response:
     settings = runtime.settings
     allow_methods(request, "POST")
-    require_key(request, settings.write_keys, "write key")
+    key = require_key(request, settings.write_keys, "write key")
     body = parse_json(read_body(request, settings.max_body_bytes))
     items = body.get("batch") if isinstance(body, dict) and "batch" in body else [body]
     if not isinstance(items, list) or not items:
         raise HttpError(400, "invalid_event", "batch must be a non-empty list of events")
     if len(items) > settings.max_batch_events:
         raise HttpError(413, "too_large", f"at most {settings.max_batch_events} events per request")
-    events, warnings = validate_events(items, runtime)
+    events, warnings = validate_events(items, runtime, sender_namespace(key))
     publish(runtime, events)
-    body = {"accepted": [e.event_id for e in events]}
+    body = {"accepted": [client_event_id(e.event_id) for e in events]}
     if warnings:
         body["warnings"] = warnings
     return json_response(body, 202, cors)
@@ -153,7 +177,7 @@ def handle_tracking(
     except ChannelError as exc:
         raise channel_error(exc) from None
     # The same checks as every /collect event (schema, kinds, normalization).
-    events, warnings = validate_events([e.model_dump(mode="json") for e in parsed], runtime)
+    events, warnings = validate_events([e.model_dump(mode="json") for e in parsed], runtime, None)
     publish(runtime, events)
     answer: dict[str, Any] = {"success": True, "accepted": len(events)}
     if warnings:
@@ -182,6 +206,6 @@ def unauthorized(reason: str) -> HttpError:
 
 
 def key_namespace(key: str) -> str:
-    """Event ids of a write key's calls start with this: a fingerprint, never the key itself."""
-    return "wk-" + hashlib.sha256(b"svyaz-write-key:" + key.encode()).hexdigest()[:12]
-
+    """Event ids of a write key's calls start with this: a fingerprint, never the key itself
+    (the same namespace as the key's ``/collect`` events: one sender, one namespace)."""
+    return sender_namespace(key)

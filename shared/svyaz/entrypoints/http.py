@@ -1,5 +1,6 @@
 """What every HTTP entry point shares: JSON answers, errors in one place, sender
-authentication in constant time, body size caps, CORS."""
+authentication in constant time, body size caps, JSON parsing that refuses what could hurt
+(too deep, invalid Unicode, NaN), CORS."""
 
 from __future__ import annotations
 
@@ -10,12 +11,17 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import flask
+from werkzeug.exceptions import HTTPException
 
 from svyaz.channels import secret_matches
+from svyaz.domain.validation import invalid_text
 
 log = logging.getLogger("svyaz.http")
 
 JsonObject = dict[str, Any]
+# Nesting of any JSON body: an event with its deepest properties is far below it, and the
+# parser and every later step (pydantic, the queue, the stores) stay far from recursion limits.
+MAX_JSON_DEPTH = 32
 
 
 class HttpError(Exception):
@@ -28,9 +34,12 @@ class HttpError(Exception):
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> flask.Response:
-    response = flask.Response(
-        json.dumps(body, ensure_ascii=False), status=status, mimetype="application/json"
-    )
+    try:
+        text = json.dumps(body, ensure_ascii=False).encode()
+    except (UnicodeEncodeError, ValueError, TypeError):
+        # Never fail while answering: escaped ASCII holds whatever a sender's text was.
+        text = json.dumps(body, ensure_ascii=True, default=str).encode()
+    response = flask.Response(text, status=status, mimetype="application/json")
     for name, value in (headers or {}).items():
         response.headers[name] = value
     response.headers["Cache-Control"] = "no-store"
@@ -57,6 +66,8 @@ def endpoint(handler: Callable[[flask.Request], flask.Response]) -> Callable[[fl
         except HttpError as exc:
             body = {"error": exc.error, "reason": exc.reason, **exc.extra}
             return json_response(body, exc.status, {**_answer_headers(), **exc.headers})
+        except HTTPException as exc:  # the framework's own (a malformed body, say)
+            return framework_error(exc)
         except Exception:
             log.exception("unhandled error in %s", handler.__name__)
             return json_response({"error": "internal", "reason": "internal error"}, 500, _answer_headers())
@@ -83,6 +94,23 @@ def _answer_headers() -> dict[str, str]:
     return getattr(flask.g, "svyaz_answer_headers", {}) if flask.has_request_context() else {}
 
 
+def framework_error(exc: Exception) -> flask.Response:
+    """Errors raised by Flask or Werkzeug around our handlers (unknown paths, malformed
+    requests), as the same JSON answers: registered on every function's app by ``functions/main.py``."""
+    if isinstance(exc, HTTPException) and exc.code is not None and exc.code < 500:
+        error = (exc.name or "error").lower().replace(" ", "_")
+        return json_response({"error": error, "reason": exc.name or "bad request"}, exc.code)
+    log.error("unhandled error: %s", type(exc).__name__)
+    return json_response({"error": "internal", "reason": "internal error"}, 500)
+
+
+def require_path(request: flask.Request, *prefixes: str) -> None:
+    """A function that serves exactly its paths (its own URL's ``/``, or a prefix behind the
+    load balancer): any path below them is a JSON 404, never a silent accept."""
+    if not any(subpath(request, prefix) == "/" for prefix in prefixes or ("/",)):
+        raise HttpError(404, "not_found", f"unknown path; this function serves {', '.join(prefixes)}")
+
+
 def bearer_token(request: flask.Request) -> str | None:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
@@ -91,38 +119,82 @@ def bearer_token(request: flask.Request) -> str | None:
 
 def key_matches(given: str | None, keys: Iterable[str]) -> bool:
     """Constant-time comparison against every configured key (no early exit on a match)."""
-    matched = False
+    return matching_key(given, keys) is not None
+
+
+def matching_key(given: str | None, keys: Iterable[str]) -> str | None:
+    """The configured key ``given`` equals, compared in constant time against every key."""
+    found = None
     for key in keys:
-        matched |= secret_matches(given, key)
-    return matched
+        if secret_matches(given, key):
+            found = key
+    return found
 
 
-def require_key(request: flask.Request, keys: list[str], what: str) -> None:
+def require_key(request: flask.Request, keys: list[str], what: str) -> str:
+    """The key the request authenticated with (for its sender namespace); else 503 / 401."""
     if not keys:
         raise HttpError(503, "not_configured", f"no {what} is configured on this service")
-    if not key_matches(bearer_token(request), keys):
+    key = matching_key(bearer_token(request), keys)
+    if key is None:
         error = HttpError(401, "unauthorized", f"a valid {what} is required (Authorization: Bearer <key>)")
         error.headers["WWW-Authenticate"] = "Bearer"
         raise error
+    return key
 
 
 def read_body(request: flask.Request, limit: int) -> bytes:
     """The raw body, at most ``limit`` bytes (413 past it), whatever Content-Length claims."""
     if request.content_length is not None and request.content_length > limit:
         raise HttpError(413, "too_large", f"body larger than {limit} bytes")
-    data = request.stream.read(limit + 1)
+    try:
+        data = request.stream.read(limit + 1)
+    except (HTTPException, OSError, ValueError) as exc:  # a malformed chunked body, a cut stream
+        raise HttpError(400, "invalid_body", f"the body could not be read: {type(exc).__name__}") from None
     if len(data) > limit:
         raise HttpError(413, "too_large", f"body larger than {limit} bytes")
     return data
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def parse_json(data: bytes) -> Any:
+    """The body as JSON, or a 400: invalid JSON or UTF-8, ``NaN``/``Infinity``, nesting deeper
+    than ``MAX_JSON_DEPTH``, or any string or key that is not valid Unicode (lone surrogates)."""
     if not data.strip():
         raise HttpError(400, "invalid_json", "the body is empty; JSON expected")
     try:
-        return json.loads(data)
+        value = json.loads(data, parse_constant=_no_constant)
+    except RecursionError:
+        raise HttpError(400, "invalid_json", f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise HttpError(400, "invalid_json", f"the body is not valid JSON: {type(exc).__name__}") from None
+    if (reason := json_problem(value)) is not None:
+        raise HttpError(400, "invalid_json", reason)
+    return value
+
+
+def json_problem(value: Any, max_depth: int = MAX_JSON_DEPTH) -> str | None:
+    """Why a parsed JSON value is refused (too deep, invalid Unicode), or None. Iterative."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if invalid_text(item):
+                return "the body holds text that is not valid Unicode (a lone surrogate)"
+            continue
+        if not isinstance(item, dict | list):
+            continue
+        if depth > max_depth:
+            return f"JSON nested deeper than {max_depth} levels"
+        if isinstance(item, dict):
+            stack.extend((key, depth) for key in item)
+            stack.extend((child, depth + 1) for child in item.values())
+        else:
+            stack.extend((child, depth + 1) for child in item)
+    return None
 
 
 def allow_methods(request: flask.Request, *methods: str) -> None:
@@ -173,6 +245,7 @@ def enqueue(runtime: Any, events: list[Any], *, wait: bool = True) -> tuple[list
     """Queue channel events. Events with nothing to stitch on are left out and reported (the
     sender gets 2xx: retrying would not help)."""
     from svyaz.domain.merge import InvalidEvent, observe
+    from svyaz.domain.validation import check_event_time
 
     queued, ignored = [], []
     for event in events:
@@ -180,6 +253,11 @@ def enqueue(runtime: Any, events: list[Any], *, wait: bool = True) -> tuple[list
             observe(event, runtime.policy)
         except InvalidEvent as exc:
             ignored.append({"event_id": event.event_id, "reason": str(exc)})
+            continue
+        # Vendors retry a refused delivery for a day: an event outside the time window is
+        # answered as ignored, with its reason, like one with nothing to stitch on.
+        if (reason := check_event_time(event, runtime.settings.time_window)) is not None:
+            ignored.append({"event_id": event.event_id, "reason": reason})
             continue
         queued.append(event)
     publish(runtime, queued, wait=wait)

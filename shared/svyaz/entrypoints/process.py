@@ -22,6 +22,7 @@ from svyaz.app.warehouse import touchpoint_message
 from svyaz.domain.events import Event, describe_validation_error
 from svyaz.domain.merge import InvalidEvent
 from svyaz.domain.model import Outcome
+from svyaz.domain.validation import check_event_time
 
 log = logging.getLogger("svyaz.process")
 
@@ -53,6 +54,8 @@ def apply_message(message: Message, runtime: Runtime) -> Outcome | None:
     except ValidationError as exc:
         fields = sorted({d["field"] for d in describe_validation_error(exc)})
         raise PoisonMessage(f"invalid event ({', '.join(fields)})") from None
+    if (reason := check_event_time(event, runtime.settings.time_window)) is not None:
+        raise PoisonMessage(f"invalid event ({reason})")
     try:
         outcome = runtime.service.apply(event)
     except InvalidEvent as exc:

@@ -16,6 +16,7 @@ from svyaz.app.runtime import Runtime
 from svyaz.app.splits import new_request
 from svyaz.app.views import history, profile_view, render_html, touchpoint_view
 from svyaz.domain.model import Identifier
+from svyaz.domain.validation import HARD_EARLIEST, HARD_LATEST
 from svyaz.entrypoints.http import (
     HttpError,
     allow_methods,
@@ -43,6 +44,8 @@ def handle(request: flask.Request, runtime: Runtime) -> flask.Response:
         return _split_state(request, parts[1:], runtime)
     if parts[:1] == ["blocklist"]:
         return _blocklist(request, parts[1:], runtime)
+    if request.method == "POST" and parts == ["lookup"]:
+        return _lookup(request, runtime)
     if request.method == "POST":
         if len(parts) != 2 or parts[1] != "split":
             raise HttpError(404, "not_found", "POST /profiles/<id>/split")
@@ -68,7 +71,9 @@ def _read(request: flask.Request, parts: list[str], runtime: Runtime) -> flask.R
     if len(parts) == 2 and parts[1] == "explain":
         return _explain(request, parts[0], runtime)
     raise HttpError(
-        404, "not_found", "unknown path; see GET /profiles/lookup, /profiles/<id>, /profiles/<id>/touchpoints"
+        404,
+        "not_found",
+        "unknown path; see POST /profiles/lookup, /profiles/<id>, /profiles/<id>/touchpoints",
     )
 
 
@@ -84,8 +89,19 @@ def _identifier(kind: object, value: object, runtime: Runtime, what: str = "kind
         raise HttpError(400, "invalid_value", f"{kind}: {exc.reason}") from None
 
 
+def _lookup_query(request: flask.Request, runtime: Runtime) -> tuple[object, object]:
+    """``kind`` and ``value`` from the JSON body of ``POST /profiles/lookup`` (personal data
+    stays out of URLs and request logs), or from the query string of the older GET form."""
+    if request.method == "GET":
+        return request.args.get("kind"), request.args.get("value")
+    body = parse_json(read_body(request, runtime.settings.max_body_bytes))
+    if not isinstance(body, dict):
+        raise HttpError(400, "invalid_query", 'expected {"kind": ..., "value": ...}')
+    return body.get("kind"), body.get("value")
+
+
 def _lookup(request: flask.Request, runtime: Runtime) -> flask.Response:
-    identifier = _identifier(request.args.get("kind"), request.args.get("value"), runtime)
+    identifier = _identifier(*_lookup_query(request, runtime), runtime)
     profile = runtime.store.lookup(identifier)
     if profile is None:
         raise HttpError(404, "not_found", "no profile holds this identifier")
@@ -102,6 +118,8 @@ def _attribution(request: flask.Request, runtime: Runtime) -> flask.Response:
         raise HttpError(400, "invalid_query", "from and to are required, as YYYY-MM-DD") from None
     if last < first:
         raise HttpError(400, "invalid_query", "to is before from")
+    if first < HARD_EARLIEST.date() or last >= HARD_LATEST.date():
+        raise HttpError(400, "invalid_query", "from and to are out of range")
     by = request.args.get("by", "first_touch")
     if by not in BY:
         raise HttpError(400, "invalid_query", f"by must be one of {', '.join(BY)}")
@@ -139,6 +157,12 @@ def _touchpoints(request: flask.Request, profile_id: str, runtime: Runtime) -> f
         raise HttpError(400, "invalid_query", f"limit must be between 1 and {MAX_PAGE}")
     if before is not None and before.tzinfo is None:
         raise HttpError(400, "invalid_query", "before must carry a time zone (e.g. ...Z)")
+    try:
+        before = before.astimezone(UTC) if before is not None else None
+    except OverflowError:
+        before = HARD_EARLIEST
+    if before is not None and not HARD_EARLIEST <= before <= HARD_LATEST:
+        raise HttpError(400, "invalid_query", "before is out of range")
     touches = history(runtime.store, profile, limit + 1, before)
     page = [touchpoint_view(t) for t in touches[:limit]]
     body = {"profile_id": profile.profile_id, "touchpoints": page}

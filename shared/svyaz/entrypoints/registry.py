@@ -26,6 +26,10 @@ class Function:
     settings: tuple[str, ...] = ()  # settings fields a deployed function refuses to start without
     development: dict[str, str] = field(default_factory=dict)  # SVYAZ_* values `svyaz serve` fills in
     public: bool = True  # anyone may invoke it (it authenticates senders itself)
+    # Whether it reads paths below its own (profiles, QR codes, vendor presets, event names, a
+    # secret in the path): the others
+    # answer a JSON 404 there, never the framework's page nor a silent accept.
+    subpaths: bool = False
     publishes_to: tuple[str, ...] = ("events",)  # topics (keys of local.topics in infra/pubsub.tf)
     project_roles: tuple[str, ...] = ()
 
@@ -48,6 +52,7 @@ FUNCTIONS: tuple[Function, ...] = (
         paths=("/collect", "/svyaz.js", "/v1", "/beacon"),
         settings=("write_keys",),
         development={"SVYAZ_WRITE_KEYS": "dev-write-key"},
+        subpaths=True,  # it answers a JSON 404 itself for any other path
     ),
     Function(
         "process_event",
@@ -71,6 +76,7 @@ FUNCTIONS: tuple[Function, ...] = (
         development={"SVYAZ_API_KEYS": "dev-api-key"},
         # user, not viewer: it stores split requests and removes blocklist entries
         project_roles=("roles/datastore.user",),
+        subpaths=True,
     ),
     Function(
         "qr_landing",
@@ -82,6 +88,7 @@ FUNCTIONS: tuple[Function, ...] = (
             "SVYAZ_QR_SIGNING_KEY": "dev-qr-signing-key",
             "SVYAZ_QR_ALLOWED_HOSTS": "shop.example,localhost,127.0.0.1",
         },
+        subpaths=True,
     ),
     Function(
         "whatsapp_webhook",
@@ -109,6 +116,7 @@ FUNCTIONS: tuple[Function, ...] = (
         paths=("/webhooks/calltracking",),
         settings=("calltracking_token",),
         development={"SVYAZ_CALLTRACKING_TOKEN": "dev-calltracking-token"},
+        subpaths=True,
     ),
     Function(
         "mango_webhook",
@@ -120,6 +128,7 @@ FUNCTIONS: tuple[Function, ...] = (
             "SVYAZ_MANGO_API_KEY": "dev-mango-api-key",
             "SVYAZ_MANGO_API_SALT": "dev-mango-api-salt",
         },
+        subpaths=True,
     ),
     Function(
         "amocrm_webhook",
@@ -128,6 +137,7 @@ FUNCTIONS: tuple[Function, ...] = (
         paths=("/webhooks/crm/amocrm",),
         settings=("amocrm_webhook_secret", "amocrm_base_url", "amocrm_token"),
         development={"SVYAZ_AMOCRM_WEBHOOK_SECRET": "dev-amocrm-secret"},
+        subpaths=True,
     ),
     Function(
         "bitrix24_webhook",
@@ -139,6 +149,7 @@ FUNCTIONS: tuple[Function, ...] = (
             "SVYAZ_BITRIX24_WEBHOOK_SECRET": "dev-bitrix24-secret",
             "SVYAZ_BITRIX24_APPLICATION_TOKEN": "dev-bitrix24-application-token",
         },
+        subpaths=True,
     ),
     Function(
         "crm_webhook",
@@ -183,7 +194,7 @@ def cloud_function(function: Function) -> Callable[..., Any]:
     import functions_framework
 
     from svyaz.app import runtime
-    from svyaz.entrypoints.http import background, endpoint
+    from svyaz.entrypoints.http import background, endpoint, require_path
 
     handler = function.load()
     if function.trigger == "pubsub":
@@ -195,6 +206,8 @@ def cloud_function(function: Function) -> Callable[..., Any]:
         return functions_framework.cloud_event(background(deliver))
 
     def serve(request: Any) -> Any:
+        if not function.subpaths:
+            require_path(request, *function.paths)
         return handler(request, runtime.current())
 
     serve.__name__ = function.target

@@ -1,0 +1,324 @@
+"""Issue 11: what a hostile or careless sender sees, and what the customer sees after it, on
+both stores (memory, and Firestore through the emulator: the ``store`` fixture).
+
+Each test goes through the deployed functions exactly as GCP calls them (functions-framework
+test clients) and applies what was queued through ``process_event``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from svyaz.app import runtime
+from svyaz.domain.model import Identifier
+from svyaz.domain.validation import MAX_TEXT_LENGTH
+from tests.pipeline_support import API_KEY, WRITE_KEY, client, deliver_all, install
+
+WEB = {"Authorization": f"Bearer {WRITE_KEY}"}
+READ = {"Authorization": f"Bearer {API_KEY}"}
+CRM_KEY = "test-crm-key"
+CRM = {"Authorization": f"Bearer {CRM_KEY}"}
+WRITE_KEY_2 = "test-write-key-of-the-app"
+
+
+@pytest.fixture
+def rt(store):
+    yield install(store, crm_keys=[CRM_KEY], write_keys=[WRITE_KEY, WRITE_KEY_2])
+    runtime.install(None)
+
+
+def collect(body, headers=WEB):
+    return client("collect").post("/collect", json=body, headers=headers)
+
+
+def crm_order(order_id: str, phone: str, status: str = "paid", amount: str = "1000.00", time: str = "10:00"):
+    body = {
+        "order_id": order_id,
+        "phone": phone,
+        "status": status,
+        "amount": amount,
+        "time": f"2026-11-02T{time}:00Z",
+    }
+    return client("crm_webhook").post("/webhooks/crm", json=body, headers=CRM)
+
+
+def page(event_id: str, **extra) -> dict:
+    body = {"event_id": event_id, "type": "page", "timestamp": "2026-11-02T09:00:00Z"}
+    return body | {"identifiers": {"client_id": "visitor-1"}} | extra
+
+
+def profile(rt, kind: str, value: str):
+    return rt.store.lookup(Identifier(kind, value))
+
+
+# --- 1. event ids are namespaced by their sender --------------------------------------------
+
+
+def test_a_web_event_cannot_squat_the_id_of_a_later_crm_order(rt):
+    squat = collect(page("order:S-900:paid"))
+    assert squat.status_code == 202 and squat.json["accepted"] == ["order:S-900:paid"]
+    assert crm_order("S-900", "+79091112233").status_code == 202
+    deliver_all(rt)
+    customer = profile(rt, "phone", "+79091112233")
+    assert customer is not None and customer.counters["orders"] == 1
+    assert customer.counters["revenue"] == 1000.0
+
+
+@pytest.mark.parametrize(
+    "squatted", ["tg:902345671", "call:4711", "wa:wamid.HBgL", "qr:scan-1", "import:x:1"]
+)
+def test_no_channel_derived_id_is_reachable_from_collect(rt, squatted):
+    assert collect(page(squatted)).status_code == 202
+    [message] = rt.publisher.drain(rt.settings.events_topic)
+    stored = json.loads(message.data)["event_id"]
+    assert stored != squatted and stored.endswith(":" + squatted)
+
+
+def test_two_write_keys_never_collide_but_each_keeps_exactly_once(rt):
+    site = page("ev-1")
+    app = page("ev-1", identifiers={"client_id": "visitor-2"})
+    assert collect(site).status_code == 202
+    assert collect(site).status_code == 202  # the site's retry
+    assert collect(app, {"Authorization": f"Bearer {WRITE_KEY_2}"}).status_code == 202
+    deliver_all(rt)
+    assert profile(rt, "client_id", "visitor-1").counters["events"] == 1
+    assert profile(rt, "client_id", "visitor-2").counters["events"] == 1
+
+
+# --- 2. orders belong to who reported them -----------------------------------------------------
+
+
+def test_the_site_cannot_take_over_or_alter_a_crm_order(rt):
+    crm_order("S-901", "+79091112233", amount="1500.00")
+    deliver_all(rt)
+    forged = page(
+        "o-1",
+        type="order",
+        properties={"order_id": "S-901", "amount": "99999999.99", "status": "refunded"},
+    )
+    assert collect(forged).status_code == 202
+    deliver_all(rt)
+    customer = profile(rt, "phone", "+79091112233")
+    assert (customer.counters["orders"], customer.counters["revenue"]) == (1, 1500.0)
+    history = rt.store.touchpoints([customer.profile_id], 10)
+    assert [t.properties["order_id"] for t in history if t.type == "order"] == ["S-901"]
+    # The site's own report is its own order, in its own namespace, on the visitor's profile.
+    visitor = profile(rt, "client_id", "visitor-1")
+    assert visitor.profile_id != customer.profile_id
+    [site_order] = [t for t in rt.store.touchpoints([visitor.profile_id], 10) if t.type == "order"]
+    assert site_order.name.endswith(":order:S-901") and site_order.name != "order:S-901"
+
+
+def test_a_crm_order_id_reused_for_another_customer_is_a_conflict_not_a_move(rt):
+    crm_order("S-902", "+79091112233", status="new", amount="700.00", time="10:00")
+    deliver_all(rt)
+    crm_order("S-902", "+79094445566", status="paid", amount="700.00", time="11:00")
+    [message] = rt.publisher.drain(rt.settings.events_topic)
+    from tests.pipeline_support import deliver
+
+    deliver(message, rt)
+    [update] = rt.publisher.drain(rt.settings.profile_updates_topic)[-1:]
+    outcome = json.loads(update.data)
+    assert outcome["status"] == "conflict"
+    assert outcome["conflicts"][0]["kind"] == "order_id"
+    first = profile(rt, "phone", "+79091112233")
+    assert (first.counters["orders"], first.counters["revenue"]) == (1, 700.0)
+    assert [t.type for t in rt.store.touchpoints([first.profile_id], 10)] == ["order"]
+    second = profile(rt, "phone", "+79094445566")
+    assert second is None or second.counters.get("revenue", 0) >= 0
+
+
+def test_a_status_update_carried_by_an_unlinked_customer_changes_neither(rt):
+    crm_order("S-903", "+79091112233", status="paid", amount="300.00", time="10:00")
+    collect(page("v-1", identifiers={"phone": "+79094445566", "client_id": "visitor-9"}))
+    deliver_all(rt)
+    crm_order("S-903", "+79094445566", status="refunded", amount="300.00", time="12:00")
+    deliver_all(rt)
+    first, other = profile(rt, "phone", "+79091112233"), profile(rt, "phone", "+79094445566")
+    assert (first.counters["orders"], first.counters["revenue"]) == (1, 300.0)
+    assert other.counters.get("orders", 0) == 0 and other.counters.get("revenue", 0) == 0
+
+
+@pytest.mark.parametrize("amount", ["-5", -5, "NaN", "1e30", True, "abc"])
+def test_an_order_amount_is_never_negative_or_absurd(rt, amount):
+    answer = collect(page("o-2", type="order", properties={"order_id": "W-1", "amount": amount}))
+    assert answer.status_code == 400 and answer.json["error"] == "invalid_event"
+
+
+# --- 3. event times ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    [
+        "9999-12-31T23:59:59.999999Z",
+        "0001-01-01T00:00:00Z",
+        "0001-01-01T00:00:00+01:00",
+        "9999-12-31T23:00:00-05:00",
+        "1999-12-31T23:59:59Z",
+        "2126-01-01T00:00:00Z",
+    ],
+)
+def test_an_event_time_outside_the_window_is_a_400_and_the_customer_stays_readable(rt, timestamp):
+    assert collect(page("t-0", timestamp="2026-11-02T08:00:00Z")).status_code == 202
+    answer = collect(page("t-1", timestamp=timestamp))
+    assert answer.status_code == 400, answer.json
+    assert answer.json["events"][0]["errors"][0]["field"] == "timestamp"
+    deliver_all(rt)
+    customer = profile(rt, "client_id", "visitor-1")
+    assert client("profiles").get(f"/profiles/{customer.profile_id}", headers=READ).status_code == 200
+    assert client("profiles").delete(f"/profiles/{customer.profile_id}", headers=READ).status_code == 202
+    deliver_all(rt)
+    assert profile(rt, "client_id", "visitor-1") is None
+
+
+def test_a_webhook_event_outside_the_window_is_ignored_with_its_reason(rt):
+    answer = crm_order("S-904", "+79091112233", time="10:00")
+    assert answer.status_code == 202
+    old = client("crm_webhook").post(
+        "/webhooks/crm",
+        json={"order_id": "S-905", "phone": "+79091112233", "time": "1990-01-01T00:00:00Z"},
+        headers=CRM,
+    )
+    assert old.status_code == 202 and old.json["accepted"] == []
+    assert "timestamp is before" in old.json["ignored"][0]["reason"]
+
+
+# --- 4. only what every store can hold is accepted --------------------------------------------
+
+
+UNSTORABLE = [
+    {"traits": {"__name__": "x"}},
+    {"traits": {"__x__": "x"}},
+    {"traits": {"": "x"}},
+    {"traits": {"a.b": "x"}},
+    {"properties": {"__name__": 1}},
+    {"properties": {"": 1}},
+    {"properties": {"big": 2**63}},
+    {"properties": {"small": -(2**63) - 1}},
+    {"traits": {"age": 2**64}},
+    {"properties": {"deep": json.loads("[" * 25 + "]" * 25)}},
+    {"properties": {"nested": [[1, 2], [3]]}},
+    {"properties": {"text": "x" * (MAX_TEXT_LENGTH + 1)}},
+    {"identifiers": {"client_id": "x" * 600}},
+]
+
+
+@pytest.mark.parametrize("extra", UNSTORABLE, ids=lambda e: json.dumps(e)[:40])
+def test_what_a_store_cannot_hold_is_a_400_never_accepted_then_lost(rt, extra):
+    answer = collect(page("u-1", **extra))
+    assert answer.status_code == 400 and answer.json["error"] == "invalid_event", answer.json
+    assert rt.publisher.drain(rt.settings.events_topic) == []
+
+
+@pytest.mark.parametrize("depth", [33, 200, 499, 5000, 200_000])
+def test_deeply_nested_json_is_a_400_on_every_json_endpoint(rt, depth):
+    body = ("[" * depth + "]" * depth).encode()
+    rt.settings.max_body_bytes = 1_000_000
+    for target, path, headers in [
+        ("collect", "/collect", WEB),
+        ("crm_webhook", "/webhooks/crm", CRM),
+    ]:
+        answer = client(target).post(path, data=body, headers={**headers, "Content-Type": "application/json"})
+        assert answer.status_code == 400 and answer.json["error"] == "invalid_json"
+
+
+def test_json_true_as_an_identifier_is_refused_and_links_nobody(rt):
+    answer = collect(page("b-1", identifiers={"client_id": "visitor-1", "user_id": True}))
+    assert answer.status_code == 400
+    assert answer.json["events"][0]["errors"][0]["field"].startswith("identifiers")
+
+
+# --- 6. invalid Unicode, malformed bodies, unknown paths: JSON 4xx -------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"event_id": "\\ud800", "type": "page", "identifiers": {"client_id": "x"}}',
+        '{"event_id": "e1", "type": "page", "identifiers": {"\\ud800": "x"}}',
+        '{"event_id": "e1", "type": "page", "identifiers": {"client_id": "x"}, "traits": {"n": "\\udfff"}}',
+        '{"event_id": "e1", "type": "page", "identifiers": {"client_id": "x"}, "properties": {"\\ud834": 1}}',
+        '{"event_id": "e1", "type": "page", "identifiers": {"client_id": NaN}}',
+    ],
+)
+def test_invalid_unicode_and_nan_are_a_json_400(rt, raw):
+    answer = client("collect").post("/collect", data=raw.encode(), headers=WEB)
+    assert answer.status_code == 400 and answer.json["error"] == "invalid_json"
+
+
+def test_a_lone_surrogate_in_a_telegram_name_is_a_json_400(rt):
+    rt.settings.telegram_secret_token = type(rt.settings.pepper)("tg-secret")
+    update = {
+        "update_id": 1,
+        "message": {
+            "message_id": 1,
+            "date": 1772373600,
+            "text": "/start 1980094328",
+            "from": {"id": 5, "is_bot": False, "first_name": "\ud800"},
+            "chat": {"id": 5, "type": "private"},
+        },
+    }
+    raw = json.dumps(update).encode()  # json.dumps writes the surrogate as \\ud800
+    answer = client("telegram_webhook").post(
+        "/webhooks/telegram", data=raw, headers={"X-Telegram-Bot-Api-Secret-Token": "tg-secret"}
+    )
+    assert answer.status_code == 400 and answer.json["error"] == "invalid_json"
+
+
+@pytest.mark.parametrize(
+    ("target", "path"),
+    [
+        ("collect", "/collect/x"),
+        ("collect", "/robots.txt"),
+        ("profiles", "/profiles/a/b/c"),
+        ("profiles", "/favicon.ico/x/y"),
+        ("crm_webhook", "/webhooks/crm/admin"),
+        ("telegram_webhook", "/webhooks/telegram/x"),
+        ("whatsapp_webhook", "/webhooks/whatsapp/x"),
+        ("calltracking_webhook", "/webhooks/calltracking/x"),
+    ],
+)
+def test_an_unknown_path_under_any_function_is_a_json_404(rt, target, path):
+    answer = client(target).post(path, json={}, headers=READ if target == "profiles" else WEB)
+    assert answer.status_code == 404 and answer.json["error"] == "not_found"
+
+
+def _nested(depth: int) -> dict:
+    value: dict = {"leaf": 1}
+    for level in range(depth - 1):
+        value = {f"level{level}": value}
+    return value
+
+
+def test_whatever_the_validation_accepts_every_store_holds_and_reads_back(store, policy):
+    from svyaz.app.service import IdentityService
+    from svyaz.domain.validation import MAX_DEPTH, MAX_INT, MAX_KEY_LENGTH, MIN_INT
+    from tests.helpers import event
+
+    properties = {
+        "deep": _nested(MAX_DEPTH),
+        "ints": [MAX_INT, MIN_INT, 0],
+        "a.b": "dots are literal key names",
+        "a/b": "so are slashes",
+        "`x`": "and backticks",
+        "ключ": "and Cyrillic",
+        "__x": "not reserved",
+        "x__": "nor this",
+        "k" * MAX_KEY_LENGTH: "long key",
+        "text": "я" * 4000,  # 8000 bytes: the whole of properties is capped at 16 KiB
+        "rows": [{"sku": "A-1", "qty": 2}, {"sku": "B-2", "qty": 1.5}],
+        "empty": {"map": {}, "list": []},
+    }
+    traits = {f"t{n:02d}_" + "x" * 120: "ж" * 1000 for n in range(50)}
+    traits |= {"age": MAX_INT, "vip": True, "score": 0.5, "none": None}
+    from svyaz.domain.events import MAX_TRAITS
+
+    traits = dict(list(traits.items())[:MAX_TRAITS])
+    service = IdentityService(store, policy)
+    outcome = service.apply(event({"client_id": "c-edge"}, properties=properties, traits=traits))
+    profile = store.get_profile(outcome.profile_id)
+    assert {name: t.value for name, t in profile.traits.items()} == traits
+    [touch] = store.touchpoints([outcome.profile_id], 5)
+    assert touch.properties == properties
