@@ -30,15 +30,17 @@ resource "google_firestore_field" "processed_events_ttl" {
 
 # Single-field index exemptions for fields that are never queried: fewer index writes per document
 # (cost, latency) and no index entry limit trouble for free-form maps. An exemption on a map field
-# applies to all its subfields. identifiers.profile_id keeps its automatic index (it is queried).
+# applies to all its subfields. Queried, so kept: identifiers.profile_id (the identifiers of a
+# profile), profiles.merged_into (the tombstones of a family), touchpoints.profile_id / type /
+# timestamp / attributed (history, aggregates, order credit, reports).
 locals {
   firestore_unindexed_fields = {
-    "profiles.traits"         = { collection = "profiles", field = "traits" }
-    "profiles.identifiers"    = { collection = "profiles", field = "identifiers" }
-    "profiles.recent_touches" = { collection = "profiles", field = "recent_touches" }
-    "profiles.merged_from"    = { collection = "profiles", field = "merged_from" }
-    "profiles.counters"       = { collection = "profiles", field = "counters" }
-    # Rewritten by every page view (fast-path transforms): an index on them would be a hotspot.
+    "profiles.traits"            = { collection = "profiles", field = "traits" }
+    "profiles.identifier_counts" = { collection = "profiles", field = "identifier_counts" }
+    # Written by profiles before the O(1) layout (identifier lists); never queried.
+    "profiles.identifiers"   = { collection = "profiles", field = "identifiers" }
+    "profiles.last_order_ms" = { collection = "profiles", field = "last_order_ms" }
+    # Seen times: never queried.
     "profiles.last_seen_ms"      = { collection = "profiles", field = "last_seen_ms" }
     "profiles.first_seen_ms"     = { collection = "profiles", field = "first_seen_ms" }
     "touchpoints.properties"     = { collection = "touchpoints", field = "properties" }

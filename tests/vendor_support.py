@@ -122,7 +122,13 @@ def queued(rt: Any) -> list[dict]:
 
 
 def apply_queued(rt: Any) -> list:
-    """Apply every queued event in order through process_event's code."""
-    outcomes = [apply_message(m, rt) for m in rt.publisher.drain(rt.settings.events_topic)]
+    """Apply every queued event in order through process_event's code, then the follow-up jobs
+    they queue; the events' outcomes."""
+    outcomes = []
+    while messages := rt.publisher.drain(rt.settings.events_topic):
+        for message in messages:
+            outcome = apply_message(message, rt)
+            if message.attributes.get("kind", "event") == "event":
+                outcomes.append(outcome)
     rt.publisher.drain(rt.settings.profile_updates_topic)
     return outcomes

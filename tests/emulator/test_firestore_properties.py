@@ -31,5 +31,7 @@ def test_partition_is_the_connected_components_on_firestore(firestore_emulator, 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(stream=st.lists(observation, min_size=1, max_size=10), seed=st.integers(0, 2**32 - 1))
-def test_block_and_split_gives_the_components_without_the_value_on_firestore(firestore_emulator, stream, seed):  # noqa: E501
+def test_block_and_split_gives_the_components_without_the_value_on_firestore(
+    firestore_emulator, stream, seed
+):  # noqa: E501
     run_block_and_split(IdentityService(make_firestore_store(firestore_emulator), NO_LIMITS), stream, seed)

@@ -16,6 +16,7 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 if importlib.util.find_spec("svyaz") is None:
     sys.path.insert(0, str(REPO_ROOT / "shared"))
 
+
 # entry point -> (public, secrets it mounts, topics it publishes to, project roles): what the
 # registry says each function may do; Terraform's function table must say the same.
 def _expected_functions() -> dict[str, dict]:

@@ -55,6 +55,12 @@ def test_queue_mode_through_pubsub_into_firestore(s3, s3_endpoint, firestore_emu
         assert len(messages) == 8 and {m.attributes["kind"] for m in messages} == {"event"}
         for message in messages:
             assert not apply_message(message, rt).duplicate
+        # The follow-up jobs those events published (order credit, re-pointing), as the
+        # function would receive them.
+        jobs = pull(subscriber, 1)
+        assert jobs and {m.attributes["kind"] for m in jobs} <= {"credit", "repoint", "fold"}
+        for job in jobs:
+            apply_message(job, rt)
 
         katya = rt.store.lookup(Identifier("phone", "+79091234567"))
         assert katya.identifiers["loyalty_card"] == ["2900009876543"]

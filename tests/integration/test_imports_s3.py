@@ -144,7 +144,8 @@ def test_queue_mode_publishes_the_same_events_that_direct_mode_applies(s3, s3_en
     assert all(not o.duplicate for o in outcomes)
 
     run_import(S3Source(uri, s3_endpoint), rt, via="queue", tz=MSK, progress=False)
-    again = rt.publisher.drain(rt.settings.events_topic)
+    # (the follow-up jobs the first application queued are left out: events only)
+    again = [m for m in rt.publisher.drain(rt.settings.events_topic) if m.attributes["kind"] == "event"]
     assert [m.attributes["event_id"] for m in again] == [m.attributes["event_id"] for m in messages]
     assert all(apply_message(m, rt).duplicate for m in again)  # a re-run is deduplicated
 

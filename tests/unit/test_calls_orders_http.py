@@ -45,8 +45,14 @@ def queued(rt) -> list[dict]:
 
 
 def apply_queued(rt) -> list:
-    """Apply every queued event in order through process_event's code; the outcomes."""
-    outcomes = [apply_message(m, rt) for m in rt.publisher.drain(rt.settings.events_topic)]
+    """Apply every queued event in order through process_event's code, then the follow-up jobs
+    they queue; the events' outcomes."""
+    outcomes = []
+    while messages := rt.publisher.drain(rt.settings.events_topic):
+        for message in messages:
+            outcome = apply_message(message, rt)
+            if message.attributes.get("kind", "event") == "event":
+                outcomes.append(outcome)
     rt.publisher.drain(rt.settings.profile_updates_topic)
     return outcomes
 

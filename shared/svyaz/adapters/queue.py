@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from svyaz.domain.events import Event
-from svyaz.domain.model import Outcome
+from svyaz.domain.model import Job, Outcome
 
 log = logging.getLogger("svyaz.adapters.queue")
 PUBSUB_EVENT_TYPE = "google.cloud.pubsub.topic.v1.messagePublished"
@@ -43,6 +43,27 @@ def erase_message(profile_id: str) -> Message:
 
 def split_message(request_id: str) -> Message:
     return Message(json.dumps({"request_id": request_id}).encode(), {"kind": "split"})
+
+
+JOB_KINDS = ("repoint", "credit", "sweep", "fold")
+
+
+def job_message(job: Job) -> Message:
+    """A follow-up job on the events topic; the ``kind`` attribute routes it in process_event.
+    It carries profile ids only."""
+    return Message(json.dumps(job.as_dict()).encode(), {"kind": job.kind})
+
+
+class PublishedJobs:
+    """The deployed job sink: each follow-up job is a message on the events topic, retried by
+    Pub/Sub like any event, never run inside the event's invocation."""
+
+    def __init__(self, publisher: Publisher, topic: str) -> None:
+        self.publisher = publisher
+        self.topic = topic
+
+    def publish(self, jobs: list[Job]) -> None:
+        self.publisher.publish(self.topic, [job_message(job) for job in jobs])
 
 
 def outcome_message(outcome: Outcome) -> Message:
@@ -118,6 +139,12 @@ class LocalQueue(Publisher):
         if self.closed:
             raise QueueUnavailable("the local queue is shutting down")
         q, limit = self.topic(topic), self.limits.get(topic)
+        if all(m.attributes.get("kind") in JOB_KINDS for m in messages):
+            # Follow-up jobs come from the worker itself, a few per applied event: refusing them
+            # would only fail the event they follow; the limit holds what senders may add.
+            for message in messages:
+                q.put(message)
+            return
         with self._lock:  # all of a request's messages or none of them
             if limit is not None and q.qsize() + len(messages) > limit:
                 self.refused += len(messages)

@@ -13,7 +13,7 @@ from datetime import timedelta
 from functools import cached_property
 
 from svyaz.adapters.ledger import FirestoreLedger, Ledger, MemoryLedger
-from svyaz.adapters.queue import LocalQueue, Publisher, PubSubPublisher
+from svyaz.adapters.queue import LocalQueue, PublishedJobs, Publisher, PubSubPublisher
 from svyaz.adapters.store.base import Store
 from svyaz.adapters.store.memory import MemoryStore
 from svyaz.app.config import Settings
@@ -66,7 +66,9 @@ class Runtime:
 
     @cached_property
     def service(self) -> IdentityService:
-        return IdentityService(self.store, self.policy)
+        # Follow-up jobs are messages on the events topic, never run in the event's invocation.
+        jobs = PublishedJobs(self.publisher, self.settings.events_topic)
+        return IdentityService(self.store, self.policy, jobs=jobs)
 
 
 def build(

@@ -1,8 +1,11 @@
-"""The application service: apply one canonical event to the identity graph.
+"""The application service: apply one canonical event to the identity graph, and run the
+follow-up jobs events leave behind.
 
 This is the one code path every entry point uses (the Pub/Sub function, the local worker,
-bulk import, the benchmark): observe the event, take the fast path when the graph does not
-change, else run the merge engine inside one store transaction.
+bulk import, the benchmark): observe the event; a no-change event takes the fast path (read
+its identifier records, create its touchpoint, check its profile is still the active owner);
+anything else runs the merge engine inside one store transaction. Follow-up jobs (re-pointing,
+order credit) go to a ``JobSink``: in a deployment, messages on the events topic.
 """
 
 from __future__ import annotations
@@ -10,109 +13,158 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Protocol
 
-from svyaz.adapters.store.base import Duplicate, FastWrite, Store, StoreError
+from svyaz.adapters.store.base import Duplicate, Store, StoreError
 from svyaz.domain.events import Event
 from svyaz.domain.merge import (
+    ChainTooLong,
     Observation,
     Plan,
-    counter_increments,
-    fast_path_profile,
+    fast_path_owner,
+    fast_path_verdict,
     may_take_fast_path,
     observe,
     order_credit,
     plan_event,
-    touch_update,
+    replay_plan,
     touchpoint_for,
 )
-from svyaz.domain.model import Outcome
+from svyaz.domain.model import Job, Outcome, Touchpoint, to_ms
 from svyaz.identity.policy import Policy
 
 log = logging.getLogger("svyaz.app.service")
-ORDERS_SCANNED = 1000  # the latest touches of a profile searched for its orders
-FAST_PATH_ATTEMPTS = 3
-# Attributed page views on the fast path (first/last touch written under a revision precondition).
-# Off until a stress run clears the one split customer seen in 1 of 4 contended emulator runs with
-# it on (docs/performance.md); with it off, attributed events take the transaction, as before.
-ATTRIBUTED_FAST_PATH = False
-RETRY = object()  # the fast path lost a race: read again
+Applied = tuple[Outcome, list[Job]]
 
 
 def new_profile_id() -> str:
     return uuid.uuid4().hex
 
 
+class JobSink(Protocol):
+    def publish(self, jobs: list[Job]) -> None:
+        """Hand follow-up jobs over; raise if they could not be (the event is retried, and its
+        redelivery publishes them again from the idempotency record)."""
+
+
+class RunAfterEvent:
+    """Runs the jobs right after the event, in the caller's thread: for scripts, tests and the
+    benchmark's growth probe. A deployment publishes them instead (``runtime``). A failed job is
+    logged and left: jobs only catch up (reads follow chains, aggregates are derived)."""
+
+    def __init__(self) -> None:
+        self.service: IdentityService | None = None
+
+    def publish(self, jobs: list[Job]) -> None:
+        assert self.service is not None
+        for job in jobs:
+            try:
+                self.service.run_job(job)
+            except (StoreError, ChainTooLong) as exc:
+                log.warning("follow-up job failed: %s", type(exc).__name__, extra={"svyaz": job.as_dict()})
+
+
+class PendingJobs:
+    """Keeps the jobs until someone runs them (``run_all``): a test of what reads see before
+    the follow-up work has run, or a queue of the caller's own."""
+
+    def __init__(self) -> None:
+        self.jobs: list[Job] = []
+
+    def publish(self, jobs: list[Job]) -> None:
+        self.jobs.extend(jobs)
+
+    def run_all(self, service: IdentityService) -> int:
+        """Run every job; one that fails goes back at the end, as Pub/Sub redelivers it (a fold
+        behind a long chain succeeds once the repoint jobs shortened it)."""
+        ran, failed_in_a_row = 0, 0
+        while self.jobs and failed_in_a_row <= len(self.jobs):
+            job = self.jobs.pop(0)
+            try:
+                service.run_job(job)
+            except (StoreError, ChainTooLong):
+                self.jobs.append(job)
+                failed_in_a_row += 1
+                continue
+            ran, failed_in_a_row = ran + 1, 0
+        if self.jobs:
+            raise StoreError(f"{len(self.jobs)} follow-up jobs keep failing")
+        return ran
+
+
 class IdentityService:
-    def __init__(self, store: Store, policy: Policy, id_factory: Callable[[], str] = new_profile_id) -> None:
+    def __init__(
+        self,
+        store: Store,
+        policy: Policy,
+        id_factory: Callable[[], str] = new_profile_id,
+        jobs: JobSink | None = None,
+    ) -> None:
         self.store = store
         self.policy = policy
         self.id_factory = id_factory
-        self.stats = {"fast_path": 0, "fast_path_retries": 0, "transactions": 0, "duplicates": 0}
+        if jobs is None:
+            jobs = RunAfterEvent()
+            jobs.service = self
+        self.jobs = jobs
+        self.stats = {"fast_path": 0, "fast_path_fallbacks": 0, "transactions": 0, "duplicates": 0, "jobs": 0}
 
     def apply(self, event: Event) -> Outcome:
         """Apply an event exactly once. Raises ``InvalidEvent`` for an event that can never
-        apply, ``store.Contention`` / ``StoreError`` for a transient failure (retry later)."""
+        apply, ``StoreError`` (``Contention``) or ``ChainTooLong`` for a transient failure."""
         observation = observe(event, self.policy)
-        # An event that cannot take the fast path goes straight to its transaction (which
-        # replays a duplicate too): no read outside it.
-        eligible = may_take_fast_path(observation) and (
-            ATTRIBUTED_FAST_PATH or not observation.event.context.attribution()
-        )
-        outcome = self._fast_path(observation) if eligible else None
-        if outcome is None:
-            outcome = self._transaction(observation)
+        applied = self._fast_path(observation) if may_take_fast_path(observation) else None
+        outcome, jobs = applied if applied is not None else self._transaction(observation)
         if outcome.duplicate:
             self.stats["duplicates"] += 1
+        elif outcome.profile_id:
+            # The profile document's aggregates catch up off the event's path (debounced).
+            jobs = [*jobs, Job("fold", outcome.profile_id, str(to_ms(datetime.now(UTC))))]
         log.info(
             "event applied",
             extra={"svyaz": {k: v for k, v in outcome.as_dict().items() if k != "dropped"}},
         )
+        if jobs:
+            self.jobs.publish(jobs)
         return outcome
 
-    def _fast_path(self, observation: Observation) -> Outcome | None:
-        # A concurrent write to the profile (a busy customer's other page views) only costs a
-        # fresh read: the transaction is for events that change the graph.
-        for _ in range(FAST_PATH_ATTEMPTS):
-            outcome = self._fast_path_once(observation)
-            if outcome is not RETRY:
-                return outcome
-            self.stats["fast_path_retries"] += 1
-        return None
-
-    def _fast_path_once(self, observation: Observation) -> Outcome | None | object:
+    # --- the fast path: one read round, one create, one state check ---------------------------
+    def _fast_path(self, observation: Observation) -> Applied | None:
         event = observation.event
-        snapshot = self.store.read_snapshot(observation.all_linking, event.event_id)
-        if snapshot.processed is not None:
-            snapshot.processed.duplicate = True
-            return snapshot.processed
-        profile = fast_path_profile(observation, snapshot)
-        if profile is None:
+        snapshot = self.store.first_read(observation.all_linking, event.event_id)
+        replay = replay_plan(observation, snapshot)
+        if replay is not None:
+            return self._replayed(replay, snapshot.applied)
+        owner = fast_path_owner(observation, snapshot.records)
+        if owner is None:
             return None
-        outcome = Outcome(event.event_id, "unchanged", profile.profile_id, dropped=list(observation.dropped))
-        touches = touch_update(profile, event)
-        if touches is not None and profile.counters.get("orders") and event.timestamp < profile.last_seen:
-            return None  # a late touch of a customer with orders: the transaction path re-credits them
-        write = FastWrite(
-            profile_id=profile.profile_id,
-            touchpoint=touchpoint_for(observation, profile.profile_id),
-            outcome=outcome,
-            increments=counter_increments(event),
-            seen_at=event.timestamp,
-            touches=touches,
-            revision=profile.revision if touches is not None else None,
-        )
+        touchpoint = touchpoint_for(observation, owner)
         try:
-            self.store.write_fast(write)
+            self.store.create_touchpoint(touchpoint)
         except Duplicate:
-            return None  # applied meanwhile: the transaction path replays its outcome
-        except KeyError:
-            return None  # the profile vanished (erased) meanwhile: decide again in a transaction
-        except StoreError:
-            return RETRY  # the profile changed since it was read, or the write was contended
+            return None  # applied meanwhile: the transaction answers as a duplicate
+        verdict, jobs = fast_path_verdict(observation, self.store.profile_state(owner))
+        if verdict != "applied":
+            # Merged away or erased between the read and the write: no write stays on it.
+            self.store.withdraw_touchpoint(touchpoint)
+            self.stats["fast_path_fallbacks"] += 1
+            return None
         self.stats["fast_path"] += 1
-        return outcome
+        return Outcome(event.event_id, "unchanged", owner, dropped=list(observation.dropped)), jobs
 
-    def _transaction(self, observation: Observation) -> Outcome:
+    def _replayed(self, replay: Plan, applied: Touchpoint | None) -> Applied:
+        """A redelivery. A fast-path touchpoint whose profile was erased before the write was
+        checked (the worker died in between) is erased now, so nothing outlives an erasure."""
+        if applied is not None and applied.profile_id:
+            state = self.store.profile_state(applied.profile_id)
+            if state is None or state.status == "erased":
+                self.store.erase_touchpoint(replay.outcome.event_id)
+                replay.outcome.profile_id = None
+        return replay.outcome, replay.jobs
+
+    # --- the transaction ----------------------------------------------------------------------
+    def _transaction(self, observation: Observation) -> Applied:
         new_id = self.id_factory()
         plan = self.store.transact(
             observation.all_linking,
@@ -120,35 +172,41 @@ class IdentityService:
             lambda snapshot: plan_event(observation, snapshot, self.policy, new_id),
             observation.touchpoint_name,
         )
-        self.stats["transactions"] += 1
-        for loser, survivor in plan.merges:
-            try:
-                self.store.repoint(loser, survivor)
-            except StoreError:
-                # The merge is committed and reads follow merged_into: the records stay right,
-                # only one hop longer to resolve.
-                log.warning("re-pointing deferred", extra={"svyaz": {"loser": loser, "survivor": survivor}})
-        self._recredit_orders(plan, observation)
-        return plan.outcome
+        if not plan.outcome.duplicate:
+            self.stats["transactions"] += 1
+        return plan.outcome, plan.jobs
 
-    def _recredit_orders(self, plan: Plan, observation: Observation) -> None:
-        """Keep each order credited to the touches that really preceded it, whatever the arrival
-        order: when a merge brings a profile's earlier touches, or a touch arrives after a later
-        order, the profile's orders get their credit again (a follow-up, like re-pointing)."""
-        survivor = next((p for p in plan.profiles if p.profile_id == plan.outcome.profile_id), None)
-        if survivor is None or not survivor.counters.get("orders"):
-            return
-        event = observation.event
-        late_touch = bool(event.context.attribution()) and event.timestamp < survivor.last_seen
-        if not plan.merges and not late_touch:
-            return
-        family = [survivor.profile_id, *survivor.merged_from]
-        try:
-            for order in self.store.touchpoints(family, ORDERS_SCANNED):
-                if order.type != "order":
-                    continue
-                credit = order_credit(survivor, order.timestamp, self.policy.attribution_lookback_days)
-                if credit != order.credit:
-                    self.store.set_credit(order.name, credit)
-        except StoreError:
-            log.warning("order credit not refreshed", extra={"svyaz": {"profile_id": survivor.profile_id}})
+    # --- follow-up jobs -----------------------------------------------------------------------
+    def run_job(self, job: Job) -> None:
+        """Run one follow-up job. Idempotent: it recomputes from what is stored. Raises
+        ``StoreError`` on a transient failure (the message is redelivered)."""
+        self.stats["jobs"] += 1
+        if job.kind == "repoint":
+            self.store.repoint(job.subject, job.target)
+        elif job.kind == "credit":
+            self.credit_orders(job.subject)
+        elif job.kind == "sweep":
+            self.store.erase(job.subject)
+        elif job.kind == "fold":
+            self.store.fold(job.subject, int(job.target or 0))
+        else:  # pragma: no cover - Job.from_dict refuses other kinds
+            raise ValueError(f"unknown job kind {job.kind!r}")
+
+    def credit_orders(self, profile_id: str) -> int:
+        """Credit every order of the profile's family with the touches that preceded it (the
+        engine's ``order_credit``), whatever the arrival order. Returns how many changed."""
+        profile = self.store.active_profile(profile_id)
+        if profile is None:
+            return 0
+        family = self.store.family(profile.profile_id)
+        touches = [t.touch for t in self.store.family_touchpoints(family, attributed=True) if t.touch]
+        changed = 0
+        for order in self.store.family_touchpoints(family, type_="order"):
+            credit = order_credit(touches, order.timestamp, self.policy.attribution_lookback_days)
+            if credit != order.credit:
+                self.store.set_credit(order.name, credit)
+                changed += 1
+        return changed
+
+
+__all__ = ["IdentityService", "JobSink", "PendingJobs", "RunAfterEvent", "StoreError", "new_profile_id"]

@@ -65,6 +65,9 @@ class Splitter:
         if request.state == "moving":
             request = self.store.finish_split(request_id, self._audit(request))
             log.info("profile split", extra={"svyaz": {"request_id": request_id, **request.result}})
+        if request.state == "done":  # the profile documents' aggregates, from the moved evidence
+            for profile_id in request.result.get("profile_ids", [request.profile_id]):
+                self.store.fold(profile_id)
         return request
 
     def _plan(self, request: SplitRequest) -> SplitRequest:

@@ -66,6 +66,29 @@ def history(
     return store.touchpoints([profile.profile_id, *profile.merged_from], limit, before)
 
 
+def profile_totals(store: Store, profile_id: str) -> dict[str, Any] | None:
+    """The aggregates of a customer (the profile a possibly merged id resolves to), derived
+    from its family's touchpoints at read time: counters (events, per type, orders, revenue),
+    first / last seen, first / last touch. None for an unknown or erased profile.
+
+    Cost: the family's tombstones (one query per level), then one masked query over the
+    family's touchpoints: one document read per touchpoint (see docs/performance.md)."""
+    profile = store.active_profile(profile_id)
+    if profile is None:
+        return None
+    family = store.family(profile.profile_id)
+    totals = store.aggregates(family)
+    return {
+        "profile_id": profile.profile_id,
+        "merged_profile_ids": sorted(family[1:]),
+        "counters": {name: _number(value) for name, value in sorted(totals.counters.items())},
+        "first_seen": _iso(min(profile.first_seen, totals.first_seen or profile.first_seen)),
+        "last_seen": _iso(max(profile.last_seen, totals.last_seen or profile.last_seen)),
+        "first_touch": _touch(totals.first_touch),
+        "last_touch": _touch(totals.last_touch),
+    }
+
+
 def render_text(view: dict[str, Any], touches: list[dict[str, Any]]) -> str:
     """A profile (``profile_view``) and its history (``touchpoint_view``s, newest first) as a
     person reads them in a terminal."""

@@ -36,7 +36,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from svyaz.adapters.store.base import Contention, Store
+from svyaz.adapters.store.base import PROFILES, Contention, Store
 from svyaz.app.service import IdentityService
 from svyaz.bench.growth import DEFAULT_SIZES, measure_growth
 from svyaz.bench.metrics import score
@@ -44,7 +44,8 @@ from svyaz.bench.population import Key, Population, generate_population
 from svyaz.bench.probe import FAST, TRANSACTION, ProbeStore, Trace, instrument
 from svyaz.bench.raw import RawBackend, RawGaveUp, backend_for
 from svyaz.domain.events import Event
-from svyaz.domain.merge import InvalidEvent, observe
+from svyaz.domain.merge import InvalidEvent, follow_chain, observe
+from svyaz.domain.model import Job, Profile
 from svyaz.identity.policy import Policy
 
 MAX_FAILURES = 5  # deliveries of one event that may fail before it is dead-lettered
@@ -72,7 +73,7 @@ class Delivery:
     """One delivery of the population (a duplicate delivery is its own ``Delivery``)."""
 
     index: int
-    event: Event
+    event: Event | None
     failures: int = 0
     status: str = ""  # outcome status, or "invalid" / "dead_lettered"
     duplicate: bool = False
@@ -88,6 +89,7 @@ class Delivery:
     raw_lost_s: float = 0.0  # the raw transaction's failed attempts and backoff
     raw_failures: int = 0
     raw_cpu_s: float = 0.0
+    job: Job | None = None  # a follow-up job the service published (its own delivery)
 
     @property
     def applied(self) -> bool:
@@ -95,6 +97,8 @@ class Delivery:
 
     @property
     def kind(self) -> str:
+        if self.job is not None:
+            return "job"
         if self.duplicate:
             return "duplicate"
         return "no_change" if self.status == "unchanged" else "linking"
@@ -148,17 +152,36 @@ class _Ticker:
             )
 
 
+class JobDeliveries:
+    """The benchmark's job sink: each follow-up job becomes a delivery of its own on the same
+    queue, as on the events topic, so an event's time never includes its follow-up work."""
+
+    def __init__(self) -> None:
+        self.pending: queue.Queue[Delivery] | None = None
+        self.deliveries: list[Delivery] = []
+        self._lock = threading.Lock()
+
+    def publish(self, jobs: list[Job]) -> None:
+        with self._lock:
+            for job in jobs:
+                delivery = Delivery(-1 - len(self.deliveries), None, job=job)
+                self.deliveries.append(delivery)
+                if self.pending is not None:
+                    self.pending.put(delivery)
+
+
 def _run_workers(
     deliveries: Sequence[Delivery],
     workers: int,
     step: Callable[[Delivery], bool],
     progress: bool | str,
     label: str,
+    pending: queue.Queue[Delivery] | None = None,
 ) -> RunStats:
     """Run ``step`` over the deliveries from ``workers`` threads. ``step`` returns False to put
     the delivery back on the queue (a redelivery). ``progress``: True a bar (a terminal),
     ``"lines"`` a line every ``PROGRESS_EVERY`` seconds (a log), False nothing."""
-    pending: queue.Queue[Delivery] = queue.Queue()
+    pending = pending if pending is not None else queue.Queue()
     for delivery in deliveries:
         pending.put(delivery)
     stats = RunStats()
@@ -222,6 +245,13 @@ def replay(
         trace = probe.begin()
         started, cpu = time.perf_counter(), time.thread_time()
         try:
+            if delivery.job is not None:
+                service.run_job(delivery.job)
+                delivery.status, delivery.trace = "job", trace
+                delivery.latency_s = delivery.service_s = time.perf_counter() - started
+                delivery.cpu_s = time.thread_time() - cpu
+                return True
+            assert delivery.event is not None
             outcome = service.apply(delivery.event)
         except InvalidEvent:
             delivery.status = "invalid"
@@ -247,7 +277,11 @@ def replay(
         delivery.status, delivery.duplicate, delivery.trace = outcome.status, outcome.duplicate, trace
         return True
 
-    stats = _run_workers(deliveries, workers, step, progress, "svyaz")
+    pending: queue.Queue[Delivery] = queue.Queue()
+    sink = getattr(service, "jobs", None)
+    if isinstance(sink, JobDeliveries):
+        sink.pending = pending
+    stats = _run_workers(deliveries, workers, step, progress, "svyaz", pending)
     stats.errors = errors
     return stats
 
@@ -262,19 +296,19 @@ def raw_replay(
     progress: bool | str = False,
 ) -> RunStats:
     """The raw limit for the deliveries svyaz applied, in the same order and concurrency."""
-    applied = [d for d in deliveries if d.applied]
+    applied = [d for d in deliveries if d.applied and d.job is None]
 
     # Everything the raw operations need is prepared before the clock starts.
     work: dict[int, Callable[[], float]] = {}
     for delivery in applied:
-        trace = delivery.trace
-        assert trace is not None
+        trace, event = delivery.trace, delivery.event
+        assert trace is not None and event is not None
         keys = trace.identifier_keys
         if delivery.kind == "duplicate":
             work[delivery.index] = partial(backend.duplicate, keys)
         elif delivery.kind == "no_change":
             doc = trace.touchpoint_doc or {}
-            work[delivery.index] = partial(backend.no_change, keys, event_key(delivery.event.event_id), doc)
+            work[delivery.index] = partial(backend.no_change, keys, event_key(event.event_id), doc)
         else:
             work[delivery.index] = partial(backend.linking, trace.tx_read_paths, trace.tx_writes)
 
@@ -300,36 +334,29 @@ def raw_replay(
 # --- accuracy -------------------------------------------------------------------------------
 def assignment(store: Store) -> tuple[dict[Key, str], int, int]:
     """Each identifier's active profile (following ``merged_into``); how many identifier records
-    resolve to a profile that does not list them (invariant 1; must be 0); and how many
-    identifiers an active profile lists although their record points elsewhere (a lost update:
-    two transactions that both believed they owned the identifier; must be 0)."""
-    profiles = {p.profile_id: p for p in store.iter_profiles()}
-
-    def resolve(profile_id: str | None) -> str | None:
-        for _ in range(64):
-            profile = profiles.get(profile_id or "")
-            if profile is None or profile.status == "erased":
-                return None
-            if profile.status == "active":
-                return profile.profile_id
-            profile_id = profile.merged_into
-        return None
-
+    resolve to no active profile (invariant 1; must be 0); and how many (profile, kind) identifier
+    counts differ from the records that resolve to the profile (the limits would be checked
+    against a wrong count; must be 0)."""
+    profiles = {key: Profile.from_doc(key, doc) for key, doc in store._scan(PROFILES)}
     result: dict[Key, str] = {}
+    counted: Counter[tuple[str, str]] = Counter()
     broken = 0
     for record in store.iter_records():
-        owner = resolve(record.profile_id)
-        if owner is None or not profiles[owner].holds(record.identifier):
+        owner = follow_chain(record.profile_id, profiles.get)
+        if owner is None:
             broken += 1
-        if owner is not None:
-            result[(record.identifier.kind, record.identifier.value)] = owner
-    stale = sum(
-        1
-        for profile in profiles.values()
-        if profile.status == "active"
-        for identifier in profile.all_identifiers()
-        if result.get((identifier.kind, identifier.value)) != profile.profile_id
+            continue
+        result[(record.identifier.kind, record.identifier.value)] = owner.profile_id
+        counted[(owner.profile_id, record.identifier.kind)] += 1
+    stored = Counter(
+        {
+            (p.profile_id, kind): n
+            for p in profiles.values()
+            if p.status == "active"
+            for kind, n in p.identifier_counts.items()
+        }
     )
+    stale = sum(1 for key in counted.keys() | stored.keys() if counted[key] != stored[key])
     return result, broken, stale
 
 
@@ -357,6 +384,8 @@ def mismerges(
         part_of = {identifier: part for part, ids in groups.items() for identifier in ids}
         bridging = []
         for delivery in deliveries:
+            if delivery.event is None:
+                continue
             try:
                 observed = observe(delivery.event, policy).all_linking
             except InvalidEvent:
@@ -364,7 +393,8 @@ def mismerges(
             touched = {part_of[str(i)] for i in observed if str(i) in part_of}
             if len(touched) > 1:
                 path = delivery.trace.path if delivery.trace else ""
-                bridging.append(f"{delivery.index}:{delivery.event.event_id} {delivery.status} {path}")
+                event_id = delivery.event.event_id
+                bridging.append(f"{delivery.index}:{event_id} {delivery.status} {path}")
         examples.append(
             {"kind": kind, "name": str(name), "parts": {p: sorted(ids) for p, ids in groups.items()}}
             | {"bridging_deliveries": bridging[:10]}
@@ -428,11 +458,12 @@ def summarize(
     store: Store,
     workers: int,
 ) -> dict[str, Any]:
-    applied = [d for d in deliveries if d.applied]
+    applied = [d for d in deliveries if d.applied and d.job is None]
     with_raw = raw_run is not None
     by_kind: dict[str, list[Delivery]] = {"no_change": [], "linking": [], "duplicate": []}
     for delivery in applied:
         by_kind[delivery.kind].append(delivery)
+    jobs = [d for d in deliveries if d.job is not None and d.applied]
     classes = {kind: class_stats(group, with_raw) for kind, group in by_kind.items()}
     # No-change deliveries split by the path svyaz took (the raw work is the same for both).
     for path in (FAST, TRANSACTION):
@@ -466,6 +497,8 @@ def summarize(
             "lock_timeout_share": round(lock_s / worker_s, 4) if worker_s else 0.0,
         },
         "by_class": classes,
+        # Follow-up jobs (re-pointing, order credit): deliveries of their own, off the events' path.
+        "jobs": class_stats(jobs, False) | {"kinds": dict(Counter(d.job.kind for d in jobs if d.job))},
     }
     report: dict[str, Any] = {"svyaz": svyaz}
     if raw_run is not None:
@@ -595,11 +628,13 @@ def run_bench(
         log(f"generating {config.customers} customers (seed {config.seed})")
         population = generate_population(config.customers, config.seed, noise=config.noise)
     probe = instrument(store)
-    service = IdentityService(probe, Policy.default())  # type: ignore[arg-type]
+    jobs = JobDeliveries()
+    service = IdentityService(probe, Policy.default(), jobs=jobs)  # type: ignore[arg-type]
     deliveries = [Delivery(n, event) for n, event in enumerate(population.events)]
 
     log(f"replaying {len(deliveries)} deliveries through svyaz with {config.workers} workers")
     run = replay(service, probe, deliveries, config.workers, progress=config.progress)
+    deliveries = [*deliveries, *jobs.deliveries]
     log("scoring accuracy")
     placed, broken, stale = assignment(store)
     accuracy = score(placed, population).as_dict() | {"inconsistent_records": broken, "stale_listings": stale}
@@ -677,6 +712,7 @@ def format_report(report: Mapping[str, Any]) -> str:
     rows = [("no_change", s["by_class"]["no_change"])]
     rows += [(f"  via {p}", s["by_class"]["no_change"][f"via_{p}"]) for p in (FAST, TRANSACTION)]
     rows += [("linking", s["by_class"]["linking"]), ("duplicate", s["by_class"]["duplicate"])]
+    rows += [("follow-up job", s["jobs"])]
     for name, row in rows:
         lines.append(
             f"{name:<22}{row['deliveries']:>6}{row['service_ms_mean']:>9.2f}"

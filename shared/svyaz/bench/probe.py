@@ -20,9 +20,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from svyaz.adapters.store.base import Decide, FastWrite, Keys, Store
+from svyaz.adapters.store.base import Decide, Keys, Store
 from svyaz.domain.merge import Plan, Snapshot
-from svyaz.domain.model import Identifier
+from svyaz.domain.model import Identifier, Profile, Touchpoint
 
 FAST, TRANSACTION, DUPLICATE = "fast_path", "transaction", "duplicate"
 
@@ -48,7 +48,7 @@ class Trace:
     repointed: int = 0  # identifier records the follow-up job re-pointed (outside the transaction)
     attempts: list[Attempt] = field(default_factory=list)
     plan: Plan | None = None
-    fast_write: FastWrite | None = None
+    fast_touchpoint: Touchpoint | None = None
     keys: Keys | None = None
     event_id: str = ""
     tx_profile_ids: list[str] = field(default_factory=list)
@@ -72,14 +72,15 @@ class Trace:
         reads = [f"identifiers/{key}" for key in self.identifier_keys]
         reads += [f"profiles/{pid}" for pid in self.tx_profile_ids]
         reads.append(f"processed_events/{keys.event(self.event_id)}")
+        reads.append(f"touchpoints/{keys.event(self.event_id)}")
         if self.touchpoint_name is not None and self.touchpoint_name != self.event_id:
             reads.append(f"touchpoints/{keys.event(self.touchpoint_name)}")
         return reads
 
     @property
     def touchpoint_doc(self) -> dict[str, Any] | None:
-        if self.fast_write is not None:
-            return self.fast_write.touchpoint.to_doc()
+        if self.fast_touchpoint is not None:
+            return self.fast_touchpoint.to_doc()
         if self.plan is not None and self.plan.touchpoint is not None:
             return self.plan.touchpoint.to_doc()
         return None
@@ -140,16 +141,25 @@ class ProbeStore:
         # Outside begin() / end(): the call is measured into a throwaway trace.
         return self._current.trace or Trace()
 
-    def read_snapshot(self, identifiers: Iterable[Identifier], event_id: str) -> Snapshot:
+    def first_read(self, identifiers: Iterable[Identifier], event_id: str) -> Snapshot:
         identifiers = list(identifiers)
-        snapshot = self.inner.read_snapshot(identifiers, event_id)
+        snapshot = self.inner.first_read(identifiers, event_id)
         trace = self.trace
         trace.identifiers, trace.keys, trace.event_id = identifiers, self.inner.keys, event_id
-        # identifier documents + profiles (with merged_into chains) + the idempotency record
-        trace.pre_reads = len(identifiers) + len(snapshot.profiles) + 1
-        if snapshot.processed is not None:
+        # identifier documents + the idempotency record + the event's touchpoint
+        trace.pre_reads = len(identifiers) + 2
+        if snapshot.processed is not None or snapshot.applied is not None:
             trace.path = DUPLICATE
         return snapshot
+
+    def create_touchpoint(self, touchpoint: Touchpoint) -> None:
+        self.inner.create_touchpoint(touchpoint)
+        trace = self.trace
+        trace.path, trace.writes, trace.fast_touchpoint = FAST, 1, touchpoint
+
+    def profile_state(self, profile_id: str) -> Profile | None:
+        self.trace.pre_reads += 1
+        return self.inner.profile_state(profile_id)
 
     def transact(
         self, identifiers: list[Identifier], event_id: str, decide: Decide, touchpoint_name: str | None = None
@@ -166,22 +176,17 @@ class ProbeStore:
         trace.identifiers, trace.keys, trace.event_id = list(identifiers), self.inner.keys, event_id
         trace.tx_profile_ids, trace.touchpoint_name = list(snapshot.profiles), touchpoint_name
         trace.plan = plan
-        # identifier documents + profiles + the idempotency record (+ the touchpoint it updates)
+        trace.fast_touchpoint = None
+        # identifier documents + profiles + the idempotency record + the event's touchpoint
+        # (+ the touchpoint it updates)
         updates = touchpoint_name is not None and touchpoint_name != event_id
-        trace.tx_reads = len(identifiers) + len(snapshot.profiles) + 1 + int(updates)
+        trace.tx_reads = len(identifiers) + len(snapshot.profiles) + 2 + int(updates)
         if plan.outcome.duplicate:
             trace.path = DUPLICATE
             return plan
         trace.path = TRANSACTION
         trace.writes = plan.document_writes
         return plan
-
-    def write_fast(self, write: FastWrite) -> None:
-        self.inner.write_fast(write)
-        trace = self.trace
-        trace.path = FAST
-        trace.writes = 3  # idempotency record + touchpoint + profile transforms, one atomic batch
-        trace.fast_write = write
 
     def repoint(self, loser_id: str, survivor_id: str, batch_size: int = 400) -> int:
         moved = self.inner.repoint(loser_id, survivor_id, batch_size)

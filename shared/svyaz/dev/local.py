@@ -22,7 +22,14 @@ from cloudevents.http import CloudEvent
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Response
 
-from svyaz.adapters.queue import LocalQueue, Message, PubSubPublisher, cloud_event_for, ensure_topics
+from svyaz.adapters.queue import (
+    JOB_KINDS,
+    LocalQueue,
+    Message,
+    PubSubPublisher,
+    cloud_event_for,
+    ensure_topics,
+)
 from svyaz.app import runtime as runtime_module
 from svyaz.entrypoints import registry
 
@@ -109,8 +116,9 @@ class Worker:
         envelope = cloud_event_for(message, settings.gcp_project, settings.events_topic, self.subscription)
         attributes = {k: v for k, v in envelope.items() if k != "data"}
         self.process_event(CloudEvent(attributes, envelope["data"]))
-        with self._lock:
-            self.applied += 1
+        if message.attributes.get("kind") not in JOB_KINDS:  # follow-up jobs are not events
+            with self._lock:
+                self.applied += 1
 
     @property
     def given_up(self) -> list[str]:

@@ -3,19 +3,20 @@
 ``observe`` turns a canonical event into an ``Observation`` (normalized linking identifiers,
 context-only identifiers, dropped ones with reasons). ``plan_event`` takes the observation and
 a ``Snapshot`` of the documents the store read for it, and returns a ``Plan``: the documents to
-write and the ``Outcome``. The stores only read, call ``plan_event`` and write what it says, so
-every rule of the design page lives in this file.
+write, the ``Outcome`` and the follow-up ``Job``s. The fast path asks ``fast_path_owner`` before
+its write and ``fast_path_verdict`` after it. The stores only read, call these and write what
+they say, so every rule of the design page lives in this file.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Literal
 
 from svyaz.domain.events import Event
 from svyaz.domain.model import (
@@ -23,6 +24,7 @@ from svyaz.domain.model import (
     Dropped,
     Identifier,
     IdentifierRecord,
+    Job,
     Outcome,
     Profile,
     Touch,
@@ -100,14 +102,55 @@ def observe(event: Event, policy: Policy) -> Observation:
     return Observation(event, sorted(linking, key=order), sorted(moving, key=order), context, dropped)
 
 
+MAX_HOPS = 64  # merged_into hops a read follows before it reports a broken chain
+
+
+class ChainTooLong(RuntimeError):
+    """A ``merged_into`` chain longer than ``MAX_HOPS`` (or a cycle): reads never give up
+    silently; the event is retried after the repoint jobs have shortened the chain."""
+
+
+def follow_chain(profile_id: str | None, fetch: Callable[[str], Profile | None]) -> Profile | None:
+    """The one chain resolution: follow ``merged_into`` to the active profile. None for an
+    unknown or erased profile; ``ChainTooLong`` rather than a silent None for a long chain."""
+    for _ in range(MAX_HOPS):
+        if profile_id is None:
+            return None
+        profile = fetch(profile_id)
+        if profile is None or profile.status == "erased":
+            return None
+        if profile.status == "active":
+            return profile
+        profile_id = profile.merged_into
+    raise ChainTooLong(f"merged_into chain longer than {MAX_HOPS} hops from {profile_id}")
+
+
+@dataclass
+class Replay:
+    """What a store keeps of an applied event: its outcome and its follow-up jobs, so that a
+    redelivery (e.g. after a lost commit reply) answers the same and publishes the jobs again."""
+
+    outcome: Outcome
+    jobs: list[Job] = field(default_factory=list)
+
+    def as_doc(self) -> dict[str, Any]:
+        return {"outcome": self.outcome.as_dict(), "jobs": [j.as_dict() for j in self.jobs]}
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Replay:
+        return cls(Outcome.from_dict(doc["outcome"]), [Job.from_dict(j) for j in doc.get("jobs") or []])
+
+
 @dataclass
 class Snapshot:
     """What the store read for one event: identifier records, every profile they point to
-    (following ``merged_into`` chains), and the idempotency record if the event was applied."""
+    (following ``merged_into`` chains), and what shows the event was applied already: its
+    idempotency record (``processed``) or its touchpoint (``applied``: the fast path's write)."""
 
     records: dict[Identifier, IdentifierRecord] = field(default_factory=dict)
     profiles: dict[str, Profile] = field(default_factory=dict)
-    processed: Outcome | None = None
+    processed: Replay | None = None
+    applied: Touchpoint | None = None
     # The touchpoint this event updates (an order's earlier status), when there is one.
     previous: Touchpoint | None = None
     # The event's identifiers that are on the store's blocklist (read in the same transaction).
@@ -119,20 +162,14 @@ class Snapshot:
         return None if record is None else self.resolve(record.profile_id)
 
     def resolve(self, profile_id: str | None) -> Profile | None:
-        hops = 0
-        while profile_id is not None and hops < 64:
-            profile = self.profiles.get(profile_id)
-            if profile is None or profile.status == "erased":
-                return None
-            if profile.status == "active":
-                return profile
-            profile_id, hops = profile.merged_into, hops + 1
-        return None
+        return follow_chain(profile_id, self.profiles.get)
 
     def missing_profile_ids(self) -> set[str]:
         """Profile ids a store still has to read to resolve every record (chain following)."""
         wanted = {r.profile_id for r in self.records.values()}
-        if self.previous is not None:  # the order's owner, for the ownership rule
+        if (
+            self.previous is not None and self.previous.profile_id
+        ):  # the order's owner, for the ownership rule
             wanted.add(self.previous.profile_id)
         wanted |= {p.merged_into for p in self.profiles.values() if p.status == "merged" and p.merged_into}
         return wanted - set(self.profiles)
@@ -142,15 +179,21 @@ class Snapshot:
 class Plan:
     outcome: Outcome
     records: list[IdentifierRecord] = field(default_factory=list)
-    profiles: list[Profile] = field(default_factory=list)  # survivor, tombstones, owners a device moved from
+    profiles: list[Profile] = field(default_factory=list)  # survivor, tombstones, owners a device left
     touchpoint: Touchpoint | None = None
-    merges: list[tuple[str, str]] = field(default_factory=list)  # (loser, survivor) for the re-pointing job
+    jobs: list[Job] = field(default_factory=list)
     audit: list[AuditEntry] = field(default_factory=list)  # merges, moves and conflicts, for explain
 
     @property
     def document_writes(self) -> int:
         """Documents this plan writes in its transaction (+1 for the idempotency record)."""
+        if self.outcome.duplicate:
+            return 0
         return len(self.records) + len(self.profiles) + (1 if self.touchpoint else 0) + 1
+
+    @property
+    def merges(self) -> list[tuple[str, str]]:
+        return [(j.subject, j.target) for j in self.jobs if j.kind == "repoint"]
 
 
 def touchpoint_for(observation: Observation, profile_id: str) -> Touchpoint:
@@ -171,19 +214,8 @@ def touchpoint_for(observation: Observation, profile_id: str) -> Touchpoint:
     )
 
 
-def counter_increments(event: Event) -> dict[str, float]:
-    """What one event adds to its profile's counters (orders: see ``_order_counters``). Lead
-    forms, calls and messages also count as ``leads`` (the journal's customers with leads)."""
-    increments = {"events": 1, f"type_{event.type}": 1}
-    if event.type in LEAD_TYPES:
-        increments["leads"] = 1
-    return increments
-
-
+# Lead forms, calls and messages also count as ``leads`` (the journal's customers with leads).
 LEAD_TYPES = ("lead", "call", "message")
-
-
-RECENT_TOUCHES = 20
 UNCOUNTED_ORDER_STATUSES = ("cancelled", "refunded")
 DIRECT_SOURCES = ("", "direct", "(direct)", "none", "(none)")
 
@@ -199,27 +231,81 @@ def order_value(type_: str, properties: dict) -> tuple[int, float]:
     return 1, amount
 
 
-def order_credit(profile: Profile, at: datetime, lookback_days: int) -> dict[str, dict[str, str]]:
-    """The ad sources an order at ``at`` is credited to: the profile's first touch, and the
+# --- aggregates: derived from touchpoints, never written by every event --------------------
+@dataclass
+class Aggregates:
+    """What a profile's touchpoints add up to: counters (events, per type, orders, revenue),
+    first / last seen, first / last touch. Computed at read time (``Store.aggregates``)."""
+
+    counters: dict[str, float] = field(default_factory=dict)
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    first_touch: Touch | None = None
+    last_touch: Touch | None = None
+    first_order_at: datetime | None = None  # the first order placed (even if cancelled since)
+
+    def add(self, touchpoint: Touchpoint) -> None:
+        counters, at = self.counters, touchpoint.timestamp
+        names = ["events", f"type_{touchpoint.type}"] + (["leads"] if touchpoint.type in LEAD_TYPES else [])
+        for name in names:
+            counters[name] = counters.get(name, 0) + 1
+        if touchpoint.type == "order":
+            orders, revenue = order_value(touchpoint.type, touchpoint.properties)
+            counters["orders"] = counters.get("orders", 0) + orders
+            counters["revenue"] = round(counters.get("revenue", 0) + revenue, 2)
+            self.first_order_at = _earliest(self.first_order_at, at)
+        self.first_seen = at if self.first_seen is None else min(self.first_seen, at)
+        self.last_seen = at if self.last_seen is None else max(self.last_seen, at)
+        touch = touchpoint.touch
+        if touch is not None:
+            self.first_touch = _earlier_touch(self.first_touch, touch)
+            self.last_touch = touch if _later_touch(touch, self.last_touch) else self.last_touch
+
+
+def aggregate(touchpoints: Iterable[Touchpoint]) -> Aggregates:
+    result = Aggregates()
+    for touchpoint in touchpoints:
+        result.add(touchpoint)
+    return result
+
+
+def _touch_key(touch: Touch) -> tuple[datetime, str]:
+    # Equal times break by content so every delivery order agrees.
+    return touch.at, repr(sorted(touch.attribution.items()))
+
+
+def _earlier_touch(current: Touch | None, touch: Touch) -> Touch:
+    return touch if current is None or _touch_key(touch) < _touch_key(current) else current
+
+
+def _later_touch(touch: Touch, current: Touch | None) -> bool:
+    return current is None or _touch_key(touch) > _touch_key(current)
+
+
+def order_credit(touches: Iterable[Touch], at: datetime, lookback_days: int) -> dict[str, dict[str, str]]:
+    """The ad sources an order at ``at`` is credited to: the family's first touch, and the
     last non-direct touch before the order within the lookback window."""
+    touches = list(touches)
     credit: dict[str, dict[str, str]] = {}
-    if profile.first_touch is not None and profile.first_touch.at <= at:
-        credit["first_touch"] = dict(profile.first_touch.attribution)
+    first = min(touches, key=_touch_key, default=None)
+    if first is not None and first.at <= at:
+        credit["first_touch"] = dict(first.attribution)
     window_start = at - timedelta(days=lookback_days)
     candidates = [
         t
-        for t in profile.recent_touches
+        for t in touches
         if window_start <= t.at <= at and t.attribution.get("source", "").lower() not in DIRECT_SOURCES
     ]
     if candidates:
-        credit["last_touch"] = dict(max(candidates, key=lambda t: t.at).attribution)
+        credit["last_touch"] = dict(max(candidates, key=_touch_key).attribution)
     return credit
 
 
+# --- the fast path --------------------------------------------------------------------------
 def may_take_fast_path(observation: Observation) -> bool:
     """What the event itself says about the fast path, before anything is read: traits need a
-    read-compare-write of the profile, orders count revenue and credit in a transaction (an
-    order without ``order_id`` too: the fast path would not count it)."""
+    read-compare-write of the profile; an order is one touchpoint whatever its status updates,
+    so it is counted in a transaction (an order without ``order_id`` too)."""
     event = observation.event
     return (
         not event.traits
@@ -229,198 +315,98 @@ def may_take_fast_path(observation: Observation) -> bool:
     )
 
 
-def fast_path_profile(observation: Observation, snapshot: Snapshot) -> Profile | None:
-    """The fast path test: returns the profile when the event changes nothing in the graph and
-    nothing on the profile but counters and seen times; None when a transaction is needed."""
+def fast_path_owner(observation: Observation, records: dict[Identifier, IdentifierRecord]) -> str | None:
+    """The profile id a no-change event's touchpoint goes to, from its identifier records
+    alone: every identifier known and pointing at one profile. None: a transaction decides."""
     if not may_take_fast_path(observation):
         return None
-    owners = {getattr(snapshot.owner(i), "profile_id", None) for i in observation.all_linking}
+    owners = {records[i].profile_id if i in records else None for i in observation.all_linking}
     if len(owners) != 1 or None in owners:
         return None
-    profile = snapshot.resolve(owners.pop())
-    return None if profile is None or profile.splitting else profile
+    return owners.pop()
 
 
-def touch_update(profile: Profile, event: Event) -> dict[str, Any] | None:
-    """The touch fields an attributed event changes on its profile (first / last touch, recent
-    touches), as document fields; None when it changes none of them."""
-    attribution = event.context.attribution()
-    if not attribution:
-        return None
-    touched = Profile(
-        profile.profile_id,
-        profile.status,
-        profile.first_seen,
-        profile.last_seen,
-        first_touch=profile.first_touch,
-        last_touch=profile.last_touch,
-        recent_touches=list(profile.recent_touches),
+FastVerdict = Literal["applied", "fall_back", "erased"]
+
+
+def fast_path_verdict(observation: Observation, profile: Profile | None) -> tuple[FastVerdict, list[Job]]:
+    """After the fast path created its touchpoint, the profile as it is now decides: still
+    active, the event is applied (a late touch re-credits the orders after it); merged away
+    meanwhile, the touchpoint is withdrawn and a transaction decides (no write lands on a
+    tombstone); erased meanwhile, the touchpoint is erased with the rest."""
+    if profile is None or profile.status == "erased":
+        return "erased", []
+    if profile.status != "active" or profile.splitting:
+        return "fall_back", []  # a split in progress: the transaction waits for it
+    event = observation.event
+    late_touch = (
+        bool(event.context.attribution())
+        and profile.last_order_at is not None
+        and event.timestamp <= profile.last_order_at
     )
-    touch = Touch(event.timestamp, attribution, event.type, event.channel)
-    _touch(touched, touch)
-    _remember_touch(touched, touch)
-    if (touched.first_touch, touched.last_touch, touched.recent_touches) == (
-        profile.first_touch,
-        profile.last_touch,
-        profile.recent_touches,
-    ):
-        return None
-    doc = touched.to_doc()
-    return {name: doc[name] for name in ("first_touch", "last_touch", "recent_touches")}
+    return "applied", [Job("credit", profile.profile_id)] if late_touch else []
+
+
+# --- the transaction: plan_event in named steps ---------------------------------------------
+@dataclass
+class Group:
+    """Rule 3: the event's group, built greedily strongest identifier first."""
+
+    owners: list[Profile] = field(default_factory=list)  # known profiles joining, in order
+    new: list[Identifier] = field(default_factory=list)  # identifiers nobody holds yet
+    joined: list[Identifier] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+    conflicts: list[Dropped] = field(default_factory=list)
+
+    def holds(self, profile: Profile | None) -> bool:
+        return profile is not None and any(p.profile_id == profile.profile_id for p in self.owners)
+
+    def over_limit(self, extra: Counter[str], policy: Policy) -> str | None:
+        return next((k for k, n in extra.items() if self.counts[k] + n > policy.kind(k).limit), None)
+
+
+@dataclass
+class Working:
+    """Copies of every profile the plan writes, the survivor first."""
+
+    survivor: Profile
+    created: bool
+    changed: dict[str, Profile] = field(default_factory=dict)
+    tombstones: list[Profile] = field(default_factory=list)
+
+    def edit(self, profile: Profile) -> Profile:
+        if profile.profile_id == self.survivor.profile_id:
+            return self.survivor
+        return self.changed.setdefault(profile.profile_id, profile.copy())
 
 
 def plan_event(observation: Observation, snapshot: Snapshot, policy: Policy, new_profile_id: str) -> Plan:
-    event = observation.event
-    if snapshot.processed is not None:
-        replay = copy.deepcopy(snapshot.processed)
-        replay.duplicate = True
-        return Plan(outcome=replay)
+    replay = replay_plan(observation, snapshot)
+    if replay is not None:
+        return replay
     observation = admissible(observation, snapshot)
-
-    at = event.timestamp
-    profiles: dict[str, Profile] = {}  # working copies of every profile the plan writes
-
-    def working(profile: Profile) -> Profile:
-        if profile.profile_id not in profiles:
-            profiles[profile.profile_id] = profile.copy()
-        return profiles[profile.profile_id]
-
-    # Rule 3: build the group greedily, strongest identifier first.
-    group: list[Profile] = []
-    new: list[Identifier] = []
-    joined: list[Identifier] = []
-    counts: Counter[str] = Counter()
-    conflicts: list[Dropped] = []
-
-    def fits(extra: Counter[str]) -> str | None:
-        for kind, n in extra.items():
-            if counts[kind] + n > policy.kind(kind).limit:
-                return kind
-        return None
-
-    for identifier in observation.linking:
-        owner = snapshot.owner(identifier)
-        if owner is not None and any(p.profile_id == owner.profile_id for p in group):
-            joined.append(identifier)
-            continue
-        extra = owner.counts() if owner is not None else Counter({identifier.kind: 1})
-        over = fits(extra)
-        if over is not None:
-            conflicts.append(
-                Dropped(
-                    identifier.kind, f"would exceed the limit of {over}", owner.profile_id if owner else None
-                )
-            )
-            continue
-        counts.update(extra)
-        joined.append(identifier)
-        if owner is None:
-            new.append(identifier)
-        else:
-            group.append(owner)
-
-    # Rule 6: the survivor is the profile first seen earliest (ties: smaller id).
-    survivor_source = min(group, key=lambda p: (p.first_seen, p.profile_id)) if group else None
-    if survivor_source is None and not observation.linking:
-        # Rule 5: only device-bound identifiers: resolve to the owner of the strongest known one.
-        survivor_source = next((o for i in observation.moving if (o := snapshot.owner(i))), None)
-    created = survivor_source is None
-    if created:
-        survivor = Profile(new_profile_id, "active", first_seen=at, last_seen=at)
-        profiles[survivor.profile_id] = survivor
-    else:
-        survivor = working(survivor_source)
-        counts = counts if group else survivor.counts()
-
-    losers = [p for p in group if p.profile_id != survivor.profile_id]
-    loser_ids = {p.profile_id for p in losers}
-    refused = order_conflict(snapshot, {survivor.profile_id, *loser_ids})
+    group = build_group(observation, snapshot, policy)
+    work = choose_survivor(group, observation, snapshot, new_profile_id)
+    refused = order_conflict(snapshot, {work.survivor.profile_id, *(p.profile_id for p in group.owners)})
     if refused is not None:
         # Nothing of the event is written but its outcome: the order stays with its customer.
-        conflict = Outcome(event.event_id, "conflict", None, dropped=list(observation.dropped))
+        conflict = Outcome(observation.event.event_id, "conflict", None, dropped=list(observation.dropped))
         conflict.conflicts.append(refused)
         return Plan(outcome=conflict)
-    for loser_source in sorted(losers, key=lambda p: p.profile_id):
-        loser = working(loser_source)
-        for identifier in loser.all_identifiers():
-            survivor.add(identifier)
-        _absorb(survivor, loser)
-        survivor.merged_from.extend([loser.profile_id, *loser.merged_from])
-        loser.status, loser.merged_into = "merged", survivor.profile_id
-        loser.identifiers, loser.traits, loser.counters, loser.merged_from = {}, {}, {}, []
-        loser.first_touch = loser.last_touch = None
-    for identifier in new:
-        survivor.add(identifier)
-
-    # Rule 5: device-bound identifiers move to the group, never merge it.
-    moved: list[dict[str, str]] = []
-    attached_devices: list[Identifier] = []
-    for identifier in observation.moving:
-        owner = snapshot.owner(identifier)
-        if owner is not None and (owner.profile_id == survivor.profile_id or owner.profile_id in loser_ids):
-            joined.append(identifier)
-            continue
-        if counts[identifier.kind] + 1 > policy.kind(identifier.kind).limit:
-            conflicts.append(
-                Dropped(
-                    identifier.kind,
-                    f"would exceed the limit of {identifier.kind}",
-                    owner.profile_id if owner else None,
-                )
-            )
-            continue
-        counts[identifier.kind] += 1
-        if owner is not None:
-            working(owner).remove(identifier)
-            moved.append({"kind": identifier.kind, "from_profile_id": owner.profile_id})
-        survivor.add(identifier)
-        attached_devices.append(identifier)
-        joined.append(identifier)
-
-    _apply_event(survivor, event)
-    # The touchpoint keeps as evidence the identifiers that joined (not the refused ones).
-    kept = set(joined)
-    evidence = Observation(
-        event,
-        [i for i in observation.linking if i in kept],
-        [i for i in observation.moving if i in kept],
-        observation.context,
-        [],
-    )
-    touchpoint = touchpoint_for(evidence, survivor.profile_id)
-    if event.type == "order":
-        _count_order(survivor, touchpoint, snapshot.previous, policy)
-    for profile in profiles.values():
-        profile.version += 1
-
-    records = _records(observation, snapshot, joined, survivor.profile_id)
-    if conflicts:
-        status = "conflict"
-    elif losers:
-        status = "merged"
-    elif created:
-        status = "created"
-    elif new or attached_devices:
-        status = "attached"
-    else:
-        status = "unchanged"
-    outcome = Outcome(
-        event_id=event.event_id,
-        status=status,
-        profile_id=survivor.profile_id,
-        merged_profile_ids=sorted(p.profile_id for p in losers),
-        moved=moved,
-        dropped=list(observation.dropped),
-        conflicts=conflicts,
-        version=survivor.version,
-    )
+    fold_losers(work, group)
+    moved, attached = move_devices(work, group, observation, snapshot, policy)
+    touchpoint = record_event(work, group, observation, snapshot.previous)
+    outcome = decide_outcome(work, group, observation, moved, attached)
+    profiles = _written_profiles(work, snapshot)
+    outcome.version = work.survivor.version
+    linked = outcome.status != "unchanged"  # records change only when the graph does
     return Plan(
         outcome=outcome,
-        records=records,
-        profiles=list(profiles.values()),
+        records=_records(observation, snapshot, group.joined, work.survivor.profile_id) if linked else [],
+        profiles=profiles,
         touchpoint=touchpoint,
-        merges=[(loser.profile_id, survivor.profile_id) for loser in losers],
-        audit=audit_entries(outcome, at),
+        jobs=follow_up_jobs(work, group, observation, snapshot),
+        audit=audit_entries(outcome, observation.event.timestamp),
     )
 
 
@@ -491,21 +477,11 @@ def audit_entries(outcome: Outcome, at: datetime) -> list[AuditEntry]:
     return entries
 
 
-def fold_event(profile: Profile, observation: Observation, policy: Policy) -> Touchpoint:
-    """Add one event to a profile's aggregates (seen times, counters, traits, touches, order
-    counting) without changing its identifiers; returns the event's touchpoint."""
-    _apply_event(profile, observation.event)
-    touchpoint = touchpoint_for(observation, profile.profile_id)
-    if observation.event.type == "order":
-        _count_order(profile, touchpoint, None, policy)
-    return touchpoint
-
-
 def order_conflict(snapshot: Snapshot, customer: set[str]) -> Dropped | None:
     """An order belongs to the customer it was first seen with: the same order id seen with a
     customer that is not (and does not become, by this event) that one is refused as a conflict,
     never a move of the order and its revenue. ``customer``: the profiles this event ends in."""
-    if snapshot.previous is None:
+    if snapshot.previous is None or not snapshot.previous.profile_id:
         return None
     owner = snapshot.resolve(snapshot.previous.profile_id)
     if owner is None or owner.profile_id in customer:
@@ -513,25 +489,199 @@ def order_conflict(snapshot: Snapshot, customer: set[str]) -> Dropped | None:
     return Dropped("order_id", "the order belongs to another customer", owner.profile_id)
 
 
-def _count_order(
-    profile: Profile, touchpoint: Touchpoint, previous: Touchpoint | None, policy: Policy
-) -> None:
-    """An order is one touchpoint whatever its status updates: counters move by the difference
-    between what it counts for now and what it counted for before, so revenue is never doubled.
-    A status update older than the one already applied changes nothing."""
-    if previous is not None and previous.timestamp > touchpoint.timestamp:
-        touchpoint.properties = dict(previous.properties)
-        touchpoint.timestamp, touchpoint.event_id = previous.timestamp, previous.event_id
-    orders, revenue = order_value(touchpoint.type, touchpoint.properties)
-    before = order_value(previous.type, previous.properties) if previous is not None else (0, 0.0)
-    if previous is not None:  # the same order again, not a new event
-        for name in ("events", "type_order"):
-            profile.counters[name] = profile.counters.get(name, 0) - 1
-    profile.counters["orders"] = profile.counters.get("orders", 0) + orders - before[0]
-    profile.counters["revenue"] = round(profile.counters.get("revenue", 0) + revenue - before[1], 2)
-    if orders:
-        profile.first_order_at = _earliest(profile.first_order_at, touchpoint.timestamp)
-    touchpoint.credit = order_credit(profile, touchpoint.timestamp, policy.attribution_lookback_days)
+def replay_plan(observation: Observation, snapshot: Snapshot) -> Plan | None:
+    """Exactly once: an event applied before answers with its first outcome and jobs."""
+    if snapshot.processed is not None:
+        outcome = Outcome.from_dict(snapshot.processed.outcome.as_dict())
+        outcome.duplicate = True
+        return Plan(outcome=outcome, jobs=list(snapshot.processed.jobs))
+    applied = snapshot.applied
+    if applied is not None:  # applied by the fast path, or erased since (a stub)
+        event_id = observation.event.event_id
+        profile_id = applied.profile_id or None
+        return Plan(outcome=Outcome(event_id, "unchanged", profile_id, duplicate=True))
+    return None
+
+
+def build_group(observation: Observation, snapshot: Snapshot, policy: Policy) -> Group:
+    """Rule 3: each identifier joins, bringing its whole profile, only if every limit holds."""
+    group = Group()
+    for identifier in observation.linking:
+        owner = snapshot.owner(identifier)
+        if group.holds(owner):
+            group.joined.append(identifier)
+            continue
+        extra = owner.counts() if owner is not None else Counter({identifier.kind: 1})
+        over = group.over_limit(extra, policy)
+        if over is not None:
+            reason = f"would exceed the limit of {over}"
+            group.conflicts.append(Dropped(identifier.kind, reason, owner.profile_id if owner else None))
+            continue
+        group.counts.update(extra)
+        group.joined.append(identifier)
+        if owner is None:
+            group.new.append(identifier)
+        else:
+            group.owners.append(owner)
+    return group
+
+
+def choose_survivor(
+    group: Group, observation: Observation, snapshot: Snapshot, new_profile_id: str
+) -> Working:
+    """Rule 6: the profile first seen earliest survives (ties: smaller id); rule 5: an event of
+    device ids only resolves to the owner of the strongest known one; else a new profile."""
+    source = min(group.owners, key=lambda p: (p.first_seen, p.profile_id)) if group.owners else None
+    if source is None and not observation.linking:
+        source = next((o for i in observation.moving if (o := snapshot.owner(i))), None)
+        if source is not None:
+            group.counts = source.counts()
+    if source is None:
+        at = observation.event.timestamp
+        return Working(Profile(new_profile_id, "active", first_seen=at, last_seen=at), created=True)
+    return Working(source.copy(), created=False)
+
+
+def fold_losers(work: Working, group: Group) -> None:
+    """Rule 6: losers become tombstones; the survivor takes their counts, the earliest first
+    seen, the latest last seen and each trait by last write wins, so merge order never matters."""
+    survivor = work.survivor
+    for loser in sorted(group.owners, key=lambda p: p.profile_id):
+        if loser.profile_id == survivor.profile_id:
+            continue
+        survivor.first_seen = min(survivor.first_seen, loser.first_seen)
+        survivor.last_seen = max(survivor.last_seen, loser.last_seen)
+        survivor.last_order_at = _latest(survivor.last_order_at, loser.last_order_at)
+        for kind, n in loser.identifier_counts.items():
+            survivor.count(kind, n)
+        for name, trait in loser.traits.items():
+            _set_trait(survivor, name, trait)
+        tombstone = loser.copy()
+        tombstone.status, tombstone.merged_into = "merged", survivor.profile_id
+        tombstone.identifier_counts, tombstone.traits, tombstone.counters = {}, {}, {}
+        tombstone.first_touch = tombstone.last_touch = tombstone.first_order_at = None
+        work.tombstones.append(tombstone)
+    for identifier in group.new:
+        survivor.count(identifier.kind, 1)
+
+
+def move_devices(
+    work: Working, group: Group, observation: Observation, snapshot: Snapshot, policy: Policy
+) -> tuple[list[dict[str, str]], list[Identifier]]:
+    """Rule 5: device-bound identifiers move to the group, never merge it."""
+    survivor = work.survivor
+    family = {survivor.profile_id, *(t.profile_id for t in work.tombstones)}
+    moved: list[dict[str, str]] = []
+    attached: list[Identifier] = []
+    for identifier in observation.moving:
+        owner = snapshot.owner(identifier)
+        if owner is not None and owner.profile_id in family:
+            group.joined.append(identifier)
+            continue
+        if group.counts[identifier.kind] + 1 > policy.kind(identifier.kind).limit:
+            reason = f"would exceed the limit of {identifier.kind}"
+            group.conflicts.append(Dropped(identifier.kind, reason, owner.profile_id if owner else None))
+            continue
+        group.counts[identifier.kind] += 1
+        if owner is not None:
+            work.edit(owner).count(identifier.kind, -1)
+            moved.append({"kind": identifier.kind, "from_profile_id": owner.profile_id})
+        survivor.count(identifier.kind, 1)
+        attached.append(identifier)
+        group.joined.append(identifier)
+    return moved, attached
+
+
+def record_event(
+    work: Working, group: Group, observation: Observation, previous: Touchpoint | None
+) -> Touchpoint:
+    """The event itself: its traits (last write wins by event time), its touchpoint with the
+    identifiers that joined as evidence, and for an order the latest status by event time."""
+    event, survivor = observation.event, work.survivor
+    for name, value in event.traits.items():
+        _set_trait(survivor, name, Trait(value, event.timestamp))
+    kept = set(group.joined)
+    evidence = Observation(
+        event,
+        [i for i in observation.linking if i in kept],
+        [i for i in observation.moving if i in kept],
+        observation.context,
+        [],
+    )
+    touchpoint = touchpoint_for(evidence, survivor.profile_id)
+    if event.type == "order":
+        if previous is not None and previous.timestamp > touchpoint.timestamp:
+            # A status older than the one applied changes nothing.
+            touchpoint.properties = dict(previous.properties)
+            touchpoint.timestamp, touchpoint.event_id = previous.timestamp, previous.event_id
+        if previous is not None:
+            touchpoint.credit = dict(previous.credit)
+        survivor.last_order_at = _latest(survivor.last_order_at, touchpoint.timestamp)
+    return touchpoint
+
+
+def decide_outcome(
+    work: Working,
+    group: Group,
+    observation: Observation,
+    moved: list[dict[str, str]],
+    attached: list[Identifier],
+) -> Outcome:
+    if group.conflicts:
+        status = "conflict"
+    elif work.tombstones:
+        status = "merged"
+    elif work.created:
+        status = "created"
+    elif group.new or attached:
+        status = "attached"
+    else:
+        status = "unchanged"
+    survivor = work.survivor
+    if status != "unchanged":  # seen times of the graph; the views take them from touchpoints
+        at = observation.event.timestamp
+        survivor.first_seen, survivor.last_seen = min(survivor.first_seen, at), max(survivor.last_seen, at)
+    return Outcome(
+        event_id=observation.event.event_id,
+        status=status,
+        profile_id=survivor.profile_id,
+        merged_profile_ids=sorted(t.profile_id for t in work.tombstones),
+        moved=moved,
+        dropped=list(observation.dropped),
+        conflicts=group.conflicts,
+    )
+
+
+def _written_profiles(work: Working, snapshot: Snapshot) -> list[Profile]:
+    """Only the documents that change: a no-change event with traits writes its profile only
+    if a trait changed; the version counts the writes."""
+    written = []
+    for profile in [work.survivor, *work.tombstones, *work.changed.values()]:
+        before = snapshot.profiles.get(profile.profile_id)
+        if before is None or profile.to_doc() != before.to_doc():
+            profile.version += 1
+            written.append(profile)
+    return written
+
+
+def follow_up_jobs(work: Working, group: Group, observation: Observation, snapshot: Snapshot) -> list[Job]:
+    """Work that must not run inside the event: re-pointing the losers' (and any stale chain's)
+    records, re-crediting orders after a merge, an order or a late touch."""
+    survivor = work.survivor
+    jobs = {Job("repoint", t.profile_id, survivor.profile_id) for t in work.tombstones}
+    gone = {t.profile_id: survivor.profile_id for t in work.tombstones}
+    for profile_id, profile in snapshot.profiles.items():
+        if profile.status == "merged" and (final := snapshot.resolve(profile_id)) is not None:
+            target = gone.get(final.profile_id, final.profile_id)
+            if profile_id != target:
+                jobs.add(Job("repoint", profile_id, target))
+    event = observation.event
+    last_order = survivor.last_order_at
+    attributed = bool(event.context.attribution())
+    late_touch = attributed and last_order is not None and event.timestamp <= last_order
+    if event.type == "order" or (last_order is not None and (work.tombstones or late_touch)):
+        jobs.add(Job("credit", survivor.profile_id))
+    return sorted(jobs)
 
 
 def _records(
@@ -555,7 +705,7 @@ def _records(
         if old is None or owner is None:
             records.append(IdentifierRecord(identifier, profile_id, at, at, event_id, through(identifier)))
             continue
-        record = dataclasses.replace(old)  # every field is an immutable value: a shallow copy is one
+        record = dataclasses.replace(old)
         if owner.profile_id != profile_id or old.profile_id != profile_id:
             # Re-pointed by a merge or a move: this event is the new evidence.
             record.linked_by_event, record.linked_through = event_id, through(identifier)
@@ -566,61 +716,15 @@ def _records(
 
 
 def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
-    return min((t for t in (a, b) if t is not None), default=None)
+    return b if a is None else a if b is None else min(a, b)
 
 
-def _later(a: datetime, b: datetime | None) -> bool:
-    return b is None or a > b
-
-
-def _absorb(survivor: Profile, loser: Profile) -> None:
-    """Fold a loser's data into the survivor so the result does not depend on merge order."""
-    survivor.first_seen = min(survivor.first_seen, loser.first_seen)
-    survivor.last_seen = max(survivor.last_seen, loser.last_seen)
-    for name, trait in loser.traits.items():
-        _set_trait(survivor, name, trait)
-    for name, value in loser.counters.items():
-        survivor.counters[name] = survivor.counters.get(name, 0) + value
-    survivor.first_order_at = _earliest(survivor.first_order_at, loser.first_order_at)
-    _touch(survivor, loser.first_touch)
-    _touch(survivor, loser.last_touch)
-    for touch in loser.recent_touches:
-        _remember_touch(survivor, touch)
+def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
+    return b if a is None else a if b is None else max(a, b)
 
 
 def _set_trait(profile: Profile, name: str, trait: Trait) -> None:
     current = profile.traits.get(name)
     # Last write wins by event time; equal times break by value so any delivery order agrees.
     if current is None or (trait.at, repr(trait.value)) > (current.at, repr(current.value)):
-        profile.traits[name] = Trait(trait.value, trait.at)
-
-
-def _touch(profile: Profile, touch: Touch | None) -> None:
-    if touch is None:
-        return
-    if profile.first_touch is None or touch.at < profile.first_touch.at:
-        profile.first_touch = copy.deepcopy(touch)
-    if _later(touch.at, profile.last_touch.at if profile.last_touch else None):
-        profile.last_touch = copy.deepcopy(touch)
-
-
-def _apply_event(profile: Profile, event: Event) -> None:
-    at = event.timestamp
-    profile.first_seen, profile.last_seen = min(profile.first_seen, at), max(profile.last_seen, at)
-    for name, value in counter_increments(event).items():
-        profile.counters[name] = profile.counters.get(name, 0) + value
-    for name, value in event.traits.items():
-        _set_trait(profile, name, Trait(value, at))
-    attribution = event.context.attribution()
-    if attribution:
-        touch = Touch(at, attribution, event.type, event.channel)
-        _touch(profile, touch)
-        _remember_touch(profile, touch)
-
-
-def _remember_touch(profile: Profile, touch: Touch) -> None:
-    if any(t.at == touch.at and t.attribution == touch.attribution for t in profile.recent_touches):
-        return
-    profile.recent_touches.append(copy.deepcopy(touch))
-    profile.recent_touches.sort(key=lambda t: t.at)
-    del profile.recent_touches[:-RECENT_TOUCHES]
+        profile.traits[name] = trait

@@ -7,7 +7,6 @@ hold exactly the same shapes.
 from __future__ import annotations
 
 import copy
-import dataclasses
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -73,13 +72,13 @@ class IdentifierRecord:
         )
 
 
-@dataclass
+@dataclass(frozen=True)
 class Trait:
     value: Any
     at: datetime
 
 
-@dataclass
+@dataclass(frozen=True)
 class Touch:
     """Attribution of one touch: where the customer came from, and when."""
 
@@ -105,56 +104,75 @@ class Touch:
 
 @dataclass
 class Profile:
+    """``profiles/{id}``: one customer. The stored document is O(1) in size whatever the
+    customer holds: per-kind identifier counts (for the limits), bounded traits, seen times,
+    and the aggregates a ``fold`` job derived from its touchpoints (for queries across
+    customers: the journal's directory). No event on the hot path writes it.
+
+    The read model (``identifiers``, ``merged_from``) is not stored: a store's read API fills it
+    from the identifier records of the profile's family, and replaces the folded aggregates by
+    exact ones derived at read time (``Store.assemble``)."""
+
     profile_id: str
     status: ProfileStatus
     first_seen: datetime
     last_seen: datetime
-    identifiers: dict[str, list[str]] = field(default_factory=dict)
+    identifier_counts: dict[str, int] = field(default_factory=dict)
     traits: dict[str, Trait] = field(default_factory=dict)
-    first_touch: Touch | None = None
-    last_touch: Touch | None = None
-    counters: dict[str, float] = field(default_factory=dict)
     version: int = 0
     merged_into: str | None = None
-    # Every profile ever merged into this one (tombstones), so history and erasure reach them.
-    merged_from: list[str] = field(default_factory=list)
-    # The latest attributed touches (bounded), to credit an order with the ad that preceded it.
-    recent_touches: list[Touch] = field(default_factory=list)
-    # When the customer first ordered (the journal's "days to the first order"); kept if that
-    # order is later cancelled: the customer did place it.
-    first_order_at: datetime | None = None
+    # The latest order of the family (event time): a touch older than it re-credits orders.
+    last_order_at: datetime | None = None
     # The request id of a split in progress on this profile: events that would change its graph
     # wait (they are retried) until the split has finished.
     splitting: str | None = None
-    # Not stored: the store's revision of the document this was read from (Firestore: its
-    # update time), so the fast path can write the profile only if nothing changed it since.
-    revision: Any = field(default=None, compare=False, repr=False)
-
-    def copy(self) -> Profile:
-        """A working copy the engine may change without touching this one: containers are new,
-        the traits and touches inside them are shared (the engine replaces them, never mutates)."""
-        return dataclasses.replace(
-            self,
-            identifiers={kind: list(values) for kind, values in self.identifiers.items()},
-            traits=dict(self.traits),
-            counters=dict(self.counters),
-            merged_from=list(self.merged_from),
-            recent_touches=list(self.recent_touches),
-        )
+    # --- aggregates folded from the touchpoints by the ``fold`` job (eventually consistent) ---
+    counters: dict[str, float] = field(default_factory=dict)
+    first_touch: Touch | None = None
+    last_touch: Touch | None = None
+    # When the customer first ordered (the journal's "days to the first order"); kept if that
+    # order is later cancelled: the customer did place it.
+    first_order_at: datetime | None = None
+    folded_ms: int = 0  # when the last fold read the touchpoints
+    # --- read model, filled by the store's read API, never stored -----------------------
+    identifiers: dict[str, list[str]] = field(default_factory=dict)
+    merged_from: list[str] = field(default_factory=list)
 
     def holds(self, identifier: Identifier) -> bool:
         return identifier.value in self.identifiers.get(identifier.kind, ())
 
     def counts(self) -> Counter[str]:
-        return Counter({kind: len(values) for kind, values in self.identifiers.items() if values})
+        return Counter({kind: n for kind, n in self.identifier_counts.items() if n})
 
     def all_identifiers(self) -> list[Identifier]:
         return [Identifier(kind, value) for kind, values in self.identifiers.items() for value in values]
 
+    def copy(self) -> Profile:
+        """A working copy of the stored part (the engine changes counts and traits only)."""
+        return Profile(
+            self.profile_id,
+            self.status,
+            self.first_seen,
+            self.last_seen,
+            dict(self.identifier_counts),
+            dict(self.traits),
+            self.version,
+            self.merged_into,
+            self.last_order_at,
+            self.splitting,
+            dict(self.counters),
+            self.first_touch,
+            self.last_touch,
+            self.first_order_at,
+            self.folded_ms,
+        )
+
     def add(self, identifier: Identifier) -> None:
+        """One more identifier (the split's replay; the engine counts without listing)."""
         values = self.identifiers.setdefault(identifier.kind, [])
         if identifier.value not in values:
             values.append(identifier.value)
+        self.count(identifier.kind, 1)
 
     def remove(self, identifier: Identifier) -> None:
         values = self.identifiers.get(identifier.kind, [])
@@ -162,45 +180,52 @@ class Profile:
             values.remove(identifier.value)
         if not values:
             self.identifiers.pop(identifier.kind, None)
+        self.count(identifier.kind, -1)
+
+    def count(self, kind: str, delta: int) -> None:
+        n = self.identifier_counts.get(kind, 0) + delta
+        if n > 0:
+            self.identifier_counts[kind] = n
+        else:
+            self.identifier_counts.pop(kind, None)
 
     def to_doc(self) -> dict[str, Any]:
         return {
             "status": self.status,
             "merged_into": self.merged_into,
-            "merged_from": list(self.merged_from),
-            # Epoch milliseconds: Firestore's Minimum/Maximum transforms work on numbers only,
-            # and the fast path keeps these without a transaction.
             "first_seen_ms": to_ms(self.first_seen),
             "last_seen_ms": to_ms(self.last_seen),
-            "identifiers": {kind: list(values) for kind, values in self.identifiers.items()},
+            "identifier_counts": dict(self.identifier_counts),
             "traits": {name: {"value": t.value, "at": t.at} for name, t in self.traits.items()},
-            "first_touch": self.first_touch.to_doc() if self.first_touch else None,
-            "last_touch": self.last_touch.to_doc() if self.last_touch else None,
-            "counters": dict(self.counters),
-            "recent_touches": [t.to_doc() for t in self.recent_touches],
-            "first_order_ms": to_ms(self.first_order_at) if self.first_order_at else None,
+            "last_order_ms": None if self.last_order_at is None else to_ms(self.last_order_at),
             "version": self.version,
             "splitting": self.splitting,
+            "counters": dict(self.counters),
+            "first_touch": self.first_touch.to_doc() if self.first_touch else None,
+            "last_touch": self.last_touch.to_doc() if self.last_touch else None,
+            "first_order_ms": to_ms(self.first_order_at) if self.first_order_at else None,
+            "folded_ms": self.folded_ms,
         }
 
     @classmethod
     def from_doc(cls, profile_id: str, doc: dict[str, Any]) -> Profile:
+        last_order = doc.get("last_order_ms")
         return cls(
             profile_id=profile_id,
             status=doc["status"],
             merged_into=doc.get("merged_into"),
-            merged_from=list(doc.get("merged_from") or []),
-            first_seen=from_ms(doc["first_seen_ms"]),
-            last_seen=from_ms(doc["last_seen_ms"]),
-            identifiers={kind: list(values) for kind, values in (doc.get("identifiers") or {}).items()},
+            first_seen=from_ms(doc.get("first_seen_ms") or 0),
+            last_seen=from_ms(doc.get("last_seen_ms") or 0),
+            identifier_counts=dict(doc.get("identifier_counts") or {}),
             traits={name: Trait(t["value"], t["at"]) for name, t in (doc.get("traits") or {}).items()},
-            first_touch=Touch.from_doc(doc.get("first_touch")),
-            last_touch=Touch.from_doc(doc.get("last_touch")),
-            counters=dict(doc.get("counters") or {}),
-            recent_touches=[t for d in doc.get("recent_touches") or [] if (t := Touch.from_doc(d))],
-            first_order_at=from_ms(doc["first_order_ms"]) if doc.get("first_order_ms") else None,
+            last_order_at=None if last_order is None else from_ms(last_order),
             version=int(doc.get("version", 0)),
             splitting=doc.get("splitting"),
+            counters=dict(doc.get("counters") or {}),
+            first_touch=Touch.from_doc(doc.get("first_touch")),
+            last_touch=Touch.from_doc(doc.get("last_touch")),
+            first_order_at=from_ms(doc["first_order_ms"]) if doc.get("first_order_ms") else None,
+            folded_ms=int(doc.get("folded_ms") or 0),
         )
 
 
@@ -241,7 +266,16 @@ class Touchpoint:
             "properties": dict(self.properties),
             "credit": {k: dict(v) for k, v in self.credit.items()},
             "traits": dict(self.traits),
+            # Indexed with profile_id and timestamp: the touches an order is credited to.
+            "attributed": bool(self.attribution),
         }
+
+    @property
+    def touch(self) -> Touch | None:
+        """The attribution of this touchpoint, if it carries any."""
+        if not self.attribution:
+            return None
+        return Touch(self.timestamp, dict(self.attribution), self.type, self.channel)
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Touchpoint:
@@ -269,6 +303,36 @@ def touchpoint_name(type_: str, properties: dict[str, Any], event_id: str) -> st
         namespace = namespace_of(event_id)
         return f"{namespace}:order:{order_id}" if namespace else f"order:{order_id}"
     return event_id
+
+
+JobKind = Literal["repoint", "credit", "sweep", "fold"]
+
+
+@dataclass(frozen=True, order=True)
+class Job:
+    """Follow-up work of an event, published as its own message and run off the event's path.
+    Every job is idempotent (it recomputes from what is stored), so redelivery is harmless.
+
+    * ``repoint``: identifier records and tombstones pointing at ``subject`` (a tombstone) are
+      pointed at ``target`` (its survivor): merges stay O(1) and chains stay short;
+    * ``credit``: the orders of the family of ``subject`` are credited again;
+    * ``sweep``: whatever is left of the erased family of ``subject`` is deleted;
+    * ``fold``: the aggregates of ``subject``'s family are folded onto its profile document,
+      unless a fold that started after ``target`` (epoch ms of the job) did it already."""
+
+    kind: JobKind
+    subject: str
+    target: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "subject": self.subject, "target": self.target}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Job:
+        kind = data.get("kind")
+        if kind not in ("repoint", "credit", "sweep", "fold") or not isinstance(data.get("subject"), str):
+            raise ValueError("not a follow-up job")
+        return cls(kind, data["subject"], str(data.get("target") or ""))
 
 
 @dataclass(frozen=True)

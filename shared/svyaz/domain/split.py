@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from svyaz.domain.events import Context, Event
-from svyaz.domain.merge import Observation, ProfileBusy, Snapshot, fold_event, order_credit, plan_event
+from svyaz.domain.merge import Observation, ProfileBusy, Snapshot, order_credit, plan_event
 from svyaz.domain.model import AuditEntry, BlockEntry, Identifier, IdentifierRecord, Profile, Touchpoint
 from svyaz.identity.policy import Policy, UnknownKind
 
@@ -217,7 +217,7 @@ def _renamed(replayed: Profile, profile_id: str, original: Profile) -> Profile:
     result = copy.deepcopy(replayed)
     result.profile_id, result.status, result.merged_into, result.merged_from = profile_id, "active", None, []
     result.identifiers = {kind: sorted(values) for kind, values in replayed.identifiers.items()}
-    result.version, result.splitting, result.revision = original.version + 1, None, None
+    result.version, result.splitting = original.version + 1, None
     return result
 
 
@@ -231,8 +231,7 @@ def _place_leftovers(
     identifiers were blocked are still this customer's history (counted, never linked), and
     identifiers with no touchpoint left stay where they were, with their old evidence."""
     profile = first.profile
-    for touchpoint in unplaced:
-        fold_event(profile, Observation(event_of(touchpoint), [], [], [], []), policy)
+    for touchpoint in unplaced:  # its aggregates follow the touchpoint (derived, then folded)
         first.touchpoints.append(touchpoint.name)
     for identifier, old in sorted(unplaced_ids.items()):
         profile.add(identifier)
@@ -245,9 +244,10 @@ def _credit_orders(component: Component, touchpoints: list[Touchpoint], policy: 
     """Each order credited to the touches of its own customer, as the live follow-up credits
     an order once a merge brings earlier touches."""
     mine = set(component.touchpoints)
+    touches = [t.touch for t in touchpoints if t.name in mine and t.touch is not None]
     for touchpoint in touchpoints:
         if touchpoint.type == "order" and touchpoint.name in mine:
-            credit = order_credit(component.profile, touchpoint.timestamp, policy.attribution_lookback_days)
+            credit = order_credit(touches, touchpoint.timestamp, policy.attribution_lookback_days)
             component.credits[touchpoint.name] = credit
 
 

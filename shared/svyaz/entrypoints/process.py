@@ -15,13 +15,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from svyaz.adapters.queue import Message, outcome_message, split_message
+from svyaz.adapters.queue import JOB_KINDS, Message, outcome_message, split_message
 from svyaz.app.runtime import Runtime
 from svyaz.app.splits import Splitter
 from svyaz.app.warehouse import touchpoint_message
 from svyaz.domain.events import Event, describe_validation_error
 from svyaz.domain.merge import InvalidEvent
-from svyaz.domain.model import Outcome
+from svyaz.domain.model import Job, Outcome
 from svyaz.domain.validation import check_event_time
 
 log = logging.getLogger("svyaz.process")
@@ -47,6 +47,8 @@ def apply_message(message: Message, runtime: Runtime) -> Outcome | None:
         return _erase(message, runtime)
     if kind == "split":
         return _split(message, runtime)
+    if kind in JOB_KINDS:
+        return _job(message, runtime)
     if kind != "event":
         raise PoisonMessage(f"unknown message kind {kind!r}")
     try:
@@ -69,6 +71,17 @@ def apply_message(message: Message, runtime: Runtime) -> Outcome | None:
         batches[settings.touchpoints_topic] = [row]
     runtime.publisher.publish_all(batches)
     return outcome
+
+
+def _job(message: Message, runtime: Runtime) -> None:
+    """A follow-up job (re-pointing, order credit, erasure sweep): idempotent, so a redelivery
+    is harmless; a transient failure raises and Pub/Sub retries it."""
+    try:
+        job = Job.from_dict(json.loads(message.data))
+    except (ValueError, TypeError, AttributeError):
+        raise PoisonMessage("invalid follow-up job") from None
+    runtime.service.run_job(job)
+    log.info("follow-up job done", extra={"svyaz": job.as_dict()})
 
 
 def _erase(message: Message, runtime: Runtime) -> Outcome | None:

@@ -426,11 +426,16 @@ def _apply_one(rt: Runtime, event: Event, retries: int) -> bool | Reject:
 
 
 def _drain_local_updates(rt: Runtime) -> None:
-    """Direct mode publishes each outcome to the profile-updates topic; the in-process queue
-    has no reader in a CLI run, so it is emptied to keep memory flat."""
+    """Direct mode publishes each outcome to the profile-updates topic and the events' follow-up
+    jobs to the events topic; the in-process queue has no reader in a CLI run, so the jobs are
+    run here (after the batch, as a worker would) and the updates dropped to keep memory flat."""
     from svyaz.adapters.queue import LocalQueue
+    from svyaz.entrypoints.process import apply_message
 
     if isinstance(rt.publisher, LocalQueue):
+        while jobs := rt.publisher.drain(rt.settings.events_topic):
+            for job in jobs:
+                apply_message(job, rt)
         rt.publisher.drain(rt.settings.profile_updates_topic)
 
 

@@ -34,6 +34,7 @@ from svyaz.adapters.customers.base import (
     newest_first,
 )
 from svyaz.adapters.store.firestore import FirestoreStore
+from svyaz.domain.merge import follow_chain
 from svyaz.domain.model import Profile, to_ms
 
 DESCENDING = firestore.Query.DESCENDING
@@ -112,12 +113,21 @@ class FirestoreDirectory(CustomerDirectory):
     def _top(self, cohort: Any) -> list[Profile]:
         query = cohort.where(filter=FieldFilter("counters.revenue", ">", 0))
         query = query.order_by("counters.revenue", direction=DESCENDING).limit(TOP_CUSTOMERS)
-        return self._stream(query)
+        return self._stream(query, identifiers=False)  # totals name the top customers, no more
 
-    def _stream(self, query: Any) -> list[Profile]:
+    def _stream(self, query: Any, identifiers: bool = True) -> list[Profile]:
         docs = list(query.stream())
         self.reads += max(1, len(docs))
-        return [Profile.from_doc(d.id, d.to_dict()) for d in docs]
+        profiles = [Profile.from_doc(d.id, d.to_dict()) for d in docs]
+        return [self._listed(p) for p in profiles] if identifiers else profiles
+
+    def _listed(self, profile: Profile) -> Profile:
+        """The profile with its identifiers: the document holds counts, the records say which
+        (one query for the family's tombstones and one for the records)."""
+        if profile.status == "active":
+            self.store.with_identifiers(profile)
+            self.reads += 2
+        return profile
 
     def customers(self, filters: CustomerFilter, limit: int, after: Cursor | None = None) -> CustomerPage:
         query = self._active()
@@ -168,14 +178,11 @@ class FirestoreDirectory(CustomerDirectory):
         return [p for pid in sorted(owners) if (p := self._resolve(pid)) is not None]
 
     def _resolve(self, profile_id: str) -> Profile | None:
-        """``store.resolve``, counting a read per hop (usually one)."""
-        for _ in range(64):
-            doc = self._profiles.document(profile_id).get()
+        """``store.active_profile`` (one read per hop, usually one), with its identifiers."""
+
+        def fetch(pid: str) -> Profile | None:
             self.reads += 1
-            if not doc.exists:
-                return None
-            profile = Profile.from_doc(doc.id, doc.to_dict())
-            if profile.status != "merged" or not profile.merged_into:
-                return profile if profile.status == "active" else None
-            profile_id = profile.merged_into
-        return None
+            return self.store._profile_doc(pid)
+
+        profile = follow_chain(profile_id, fetch)
+        return None if profile is None else self._listed(profile)

@@ -1,346 +1,228 @@
-"""The embedded default store: documents in dicts behind one lock.
+"""The embedded default store: the Firestore layout in dicts, indexed the way Firestore is.
 
-It keeps the same document shapes and keyed-hash ids as Firestore, and the lock gives the
-transaction semantics (serializable), so it passes the same contract suite.
+Same documents, same keyed-hash ids; every query of an event path goes through an index
+(identifier records by profile, tombstones by survivor, touchpoints by profile and by type and
+time), so an operation costs what it costs on Firestore, whatever the store holds. One lock
+gives the transaction semantics (serializable); it passes the same contract suite.
 """
 
 from __future__ import annotations
 
-import copy
+import bisect
+import heapq
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from svyaz.adapters.store.base import (
-    Decide,
+    AUDIT,
+    COLLECTIONS,
+    IDENTIFIERS,
+    PROCESSED,
+    PROFILES,
+    SPLITS,
+    TOUCHPOINTS,
+    Conflict,
     Duplicate,
-    ErasureReport,
-    FastWrite,
+    Found,
+    Get,
+    Ref,
     Store,
-    StoreError,
-    gather_snapshot,
+    Write,
+    touchpoint_from_doc,
 )
-from svyaz.domain.merge import Plan, ProfileBusy, Snapshot
-from svyaz.domain.model import (
-    AuditEntry,
-    BlockEntry,
-    Identifier,
-    IdentifierRecord,
-    Outcome,
-    Profile,
-    Touchpoint,
-    to_ms,
-)
-from svyaz.domain.split import SplitRequest, decide_block
+from svyaz.domain.model import Touchpoint
+
+T = TypeVar("T")
+# (collection, field) pairs kept in a secondary index: value -> set of document ids (a list
+# field: each of its values).
+INDEXED = {
+    IDENTIFIERS: "profile_id",
+    PROFILES: "merged_into",
+    TOUCHPOINTS: "profile_id",
+    AUDIT: "profile_ids",
+    SPLITS: "profile_id",
+}
 
 
 class MemoryStore(Store):
     def __init__(self, pepper: bytes = b"svyaz-memory") -> None:
         super().__init__(pepper)
         self._lock = threading.RLock()
-        self.identifiers: dict[str, dict[str, Any]] = {}
-        self.profiles: dict[str, dict[str, Any]] = {}
-        self.touchpoint_docs: dict[str, dict[str, Any]] = {}
-        self.processed_events: dict[str, dict[str, Any]] = {}
-        self.blocklist_docs: dict[str, dict[str, Any]] = {}
-        self.audit_docs: dict[str, dict[str, Any]] = {}
-        self.split_docs: dict[str, dict[str, Any]] = {}
-        self.split_parts: dict[tuple[str, str], dict[str, Any]] = {}
+        self.docs: dict[str, dict[str, dict[str, Any]]] = {c: {} for c in COLLECTIONS}
+        self._revisions: dict[Ref, int] = {}
+        self._revision = 0
+        self._index: dict[str, dict[Any, set[str]]] = {c: {} for c in INDEXED}
+        # Touchpoints by type, each list sorted by (timestamp, id): reports read a time range.
+        self._by_type: dict[str, list[tuple[datetime, str]]] = {}
+        self._expiry: list[tuple[datetime, str]] = []  # idempotency records by expire_at
 
-    # --- write path -------------------------------------------------------------------
-    def _snapshot(
-        self, identifiers: Iterable[Identifier], event_id: str, touchpoint_name: str | None = None
-    ) -> Snapshot:
-        def records(ids: list[Identifier]) -> dict[Identifier, IdentifierRecord]:
-            found = {}
-            for identifier in ids:
-                doc = self.identifiers.get(self.keys.identifier(identifier))
-                if doc is not None:
-                    found[identifier] = IdentifierRecord.from_doc(copy.deepcopy(doc))
-            return found
+    # Back-compatible names for the collections (bench, audits).
+    @property
+    def identifiers(self) -> dict[str, dict[str, Any]]:
+        return self.docs[IDENTIFIERS]
 
-        def profiles(ids: set[str]) -> dict[str, Profile]:
-            found = {}
-            for pid in ids & self.profiles.keys():
-                doc = self.profiles[pid]
-                found[pid] = Profile.from_doc(pid, copy.deepcopy(doc))
-                found[pid].revision = doc.get("version", 0)  # every write increments it
-            return found
+    @property
+    def profiles(self) -> dict[str, dict[str, Any]]:
+        return self.docs[PROFILES]
 
-        previous = None
-        if touchpoint_name is not None and touchpoint_name != event_id:
-            doc = self.touchpoint_docs.get(self.keys.event(touchpoint_name))
-            previous = None if doc is None else Touchpoint.from_doc(copy.deepcopy(doc))
-        identifiers = list(identifiers)
-        snapshot = gather_snapshot(identifiers, records, profiles, self._processed(event_id), previous)
-        snapshot.blocked = {i for i in identifiers if self.keys.identifier(i) in self.blocklist_docs}
-        return snapshot
+    @property
+    def touchpoint_docs(self) -> dict[str, dict[str, Any]]:
+        return self.docs[TOUCHPOINTS]
 
-    def read_snapshot(self, identifiers: Iterable[Identifier], event_id: str) -> Snapshot:
-        with self._lock:
-            return self._snapshot(identifiers, event_id)
+    # --- documents and indexes ----------------------------------------------------------------
+    def _put(self, collection: str, key: str, doc: dict[str, Any] | None) -> None:
+        old = self.docs[collection].pop(key, None)
+        if old is not None:
+            self._unindex(collection, key, old)
+        self._revision += 1
+        self._revisions[(collection, key)] = self._revision
+        if doc is None:
+            self._revisions.pop((collection, key), None)
+            return
+        self.docs[collection][key] = doc
+        self._reindex(collection, key, doc)
 
-    def transact(
-        self, identifiers: list[Identifier], event_id: str, decide: Decide, touchpoint_name: str | None = None
-    ) -> Plan:
-        with self._lock:
-            plan = decide(self._snapshot(identifiers, event_id, touchpoint_name))
-            if plan.outcome.duplicate:
-                return plan
-            for record in plan.records:
-                self.identifiers[self.keys.identifier(record.identifier)] = record.to_doc()
-            for profile in plan.profiles:
-                self.profiles[profile.profile_id] = profile.to_doc()
-            if plan.touchpoint is not None:
-                self.touchpoint_docs[self.keys.event(plan.touchpoint.name)] = plan.touchpoint.to_doc()
-            for entry in plan.audit:
-                self.audit_docs[self.keys.audit(entry)] = entry.to_doc()
-            self._remember(event_id, plan.outcome)
-            return plan
+    @staticmethod
+    def _indexed_values(collection: str, doc: dict[str, Any]) -> list[Any]:
+        field = INDEXED.get(collection)
+        value = None if field is None else doc.get(field)
+        return [] if value is None else list(value) if isinstance(value, list) else [value]
 
-    def _remember(self, event_id: str, outcome: Outcome) -> None:
-        now = datetime.now(UTC)
-        self.processed_events[self.keys.event(event_id)] = {
-            "outcome": outcome.as_dict(),
-            "expire_at": self.expiry(now),
-        }
+    def _reindex(self, collection: str, key: str, doc: dict[str, Any]) -> None:
+        for value in self._indexed_values(collection, doc):
+            self._index[collection].setdefault(value, set()).add(key)
+        if collection == TOUCHPOINTS and "type" in doc:
+            bisect.insort(self._by_type.setdefault(doc["type"], []), (doc["timestamp"], key))
+        if collection == PROCESSED:
+            heapq.heappush(self._expiry, (doc["expire_at"], key))
 
-    def write_fast(self, write: FastWrite) -> None:
-        with self._lock:
-            key = self.keys.event(write.touchpoint.event_id)
-            if key in self.processed_events:
-                raise Duplicate(write.touchpoint.event_id)
-            doc = self.profiles.get(write.profile_id)
-            if doc is None:
-                raise KeyError(write.profile_id)
-            if write.touches is not None:
-                if doc.get("version", 0) != write.revision:
-                    raise StoreError("the profile changed since it was read")
-                doc.update(copy.deepcopy(write.touches))
-            counters = doc.setdefault("counters", {})
-            for name, value in write.increments.items():
-                counters[name] = counters.get(name, 0) + value
-            doc["last_seen_ms"] = max(doc["last_seen_ms"], to_ms(write.seen_at))
-            doc["first_seen_ms"] = min(doc["first_seen_ms"], to_ms(write.seen_at))
-            doc["version"] = doc.get("version", 0) + 1
-            self.touchpoint_docs[key] = write.touchpoint.to_doc()
-            self._remember(write.touchpoint.event_id, write.outcome)
+    def _unindex(self, collection: str, key: str, doc: dict[str, Any]) -> None:
+        for value in self._indexed_values(collection, doc):
+            keys = self._index[collection].get(value, set())
+            keys.discard(key)
+            if not keys:
+                self._index[collection].pop(value, None)
+        if collection == TOUCHPOINTS and "type" in doc:
+            entries = self._by_type.get(doc["type"], [])
+            at = bisect.bisect_left(entries, (doc["timestamp"], key))
+            if at < len(entries) and entries[at] == (doc["timestamp"], key):
+                del entries[at]
 
-    def set_credit(self, touchpoint_name: str, credit: dict[str, dict[str, str]]) -> None:
-        with self._lock:
-            doc = self.touchpoint_docs.get(self.keys.event(touchpoint_name))
+    def _expire(self, now: datetime) -> None:
+        """Idempotency records expire by the same TTL as on Firestore."""
+        while self._expiry and self._expiry[0][0] <= now:
+            at, key = heapq.heappop(self._expiry)
+            doc = self.docs[PROCESSED].get(key)
+            if doc is not None and doc["expire_at"] <= now:
+                self._put(PROCESSED, key, None)
+
+    def _read(self, refs: list[Ref], fields: list[str] | None = None) -> dict[Ref, dict[str, Any]]:
+        found = {}
+        for collection, key in refs:
+            doc = self.docs[collection].get(key)
             if doc is not None:
-                doc["credit"] = copy.deepcopy(credit)
+                # Documents are replaced, never changed in place: a shallow copy is enough.
+                found[(collection, key)] = dict(doc)
+        return found
 
-    def repoint(self, loser_id: str, survivor_id: str, batch_size: int = 400) -> int:
+    # --- primitives ---------------------------------------------------------------------------
+    def _get(self, refs: list[Ref], fields: list[str] | None = None) -> dict[Ref, dict[str, Any]]:
         with self._lock:
-            moved = 0
-            for doc in self.identifiers.values():
-                if doc["profile_id"] == loser_id:
-                    doc["profile_id"] = survivor_id
-                    moved += 1
-            return moved
+            return self._read(refs, fields)
 
-    # --- reads ------------------------------------------------------------------------
-    def get_profile(self, profile_id: str) -> Profile | None:
+    def _get_found(self, ref: Ref) -> Found | None:
         with self._lock:
-            doc = self.profiles.get(profile_id)
-            return None if doc is None else Profile.from_doc(profile_id, copy.deepcopy(doc))
+            found = self._found(ref[0], [ref[1]])
+        return found[0] if found else None
 
-    def get_record(self, identifier: Identifier) -> IdentifierRecord | None:
+    def _transaction(self, body: Callable[[Get], tuple[T, list[Write]]]) -> T:
         with self._lock:
-            doc = self.identifiers.get(self.keys.identifier(identifier))
-            return None if doc is None else IdentifierRecord.from_doc(copy.deepcopy(doc))
+            result, writes = body(self._read)
+            self._apply(writes)
+            return result
 
-    def touchpoints(
-        self, profile_ids: list[str], limit: int, before: datetime | None = None
-    ) -> list[Touchpoint]:
-        wanted = set(profile_ids)
+    def _commit(self, writes: list[Write]) -> None:
         with self._lock:
-            docs = [
-                copy.deepcopy(d)
-                for d in self.touchpoint_docs.values()
-                if d["profile_id"] in wanted and (before is None or d["timestamp"] < before)
-            ]
-        docs.sort(key=lambda d: d["timestamp"], reverse=True)
-        return [Touchpoint.from_doc(d) for d in docs[:limit]]
+            self._apply(writes)
+
+    def _apply(self, writes: list[Write]) -> None:
+        """All preconditions first, then every write: atomic like a Firestore batch."""
+        for write in writes:
+            exists = write.key in self.docs[write.collection]
+            if write.op == "create" and exists:
+                raise Duplicate(write.key)
+            if write.op == "update" and not exists:
+                raise Conflict(f"{write.collection} document gone")
+            if write.revision is not None and self._revisions.get(write.ref) != write.revision:
+                raise Conflict(f"{write.collection} document changed")
+        for write in writes:
+            if write.op == "update":
+                self._put(
+                    write.collection,
+                    write.key,
+                    {**self.docs[write.collection][write.key], **(write.doc or {})},
+                )
+            else:
+                self._put(
+                    write.collection, write.key, None if write.op == "delete" else dict(write.doc or {})
+                )
+        if writes and writes[-1].collection == PROCESSED:
+            self._expire(datetime.now(UTC))
+
+    def _found(self, collection: str, keys: set[str] | list[str]) -> list[Found]:
+        docs = self.docs[collection]
+        return [Found(k, dict(docs[k]), self._revisions.get((collection, k))) for k in keys if k in docs]
+
+    def _by(self, collection: str, values: list[str]) -> list[str]:
+        index = self._index[collection]
+        return sorted({key for value in values for key in index.get(value, ())})
+
+    def _where_in(
+        self,
+        collection: str,
+        field: str,
+        values: list[str],
+        limit: int | None = None,
+        *,
+        contains: bool = False,
+    ) -> list[Found]:
+        assert INDEXED.get(collection) == field, f"{collection}.{field} has no index"
+        with self._lock:
+            return self._found(collection, self._by(collection, values)[:limit])
+
+    def _touchpoints_of(
+        self,
+        profile_ids: list[str],
+        limit: int | None = None,
+        before: datetime | None = None,
+        *,
+        type_: str | None = None,
+        attributed: bool = False,
+        fields: list[str] | None = None,
+    ) -> list[Found]:
+        with self._lock:
+            found = self._found(TOUCHPOINTS, self._by(TOUCHPOINTS, profile_ids))
+        found = [
+            f
+            for f in found
+            if (before is None or f.doc["timestamp"] < before)
+            and (type_ is None or f.doc["type"] == type_)
+            and (not attributed or f.doc.get("attributed"))
+        ]
+        found.sort(key=lambda f: (f.doc["timestamp"], f.key), reverse=True)
+        return found[:limit]
 
     def touchpoints_between(self, type_: str, start: datetime, end: datetime) -> Iterator[Touchpoint]:
         with self._lock:
-            docs = [
-                copy.deepcopy(d)
-                for d in self.touchpoint_docs.values()
-                if d["type"] == type_ and start <= d["timestamp"] < end
-            ]
-        return (Touchpoint.from_doc(d) for d in docs)
+            entries = self._by_type.get(type_, [])
+            low = bisect.bisect_left(entries, (start, ""))
+            high = bisect.bisect_left(entries, (end, ""))
+            docs = [dict(self.docs[TOUCHPOINTS][key]) for _, key in entries[low:high]]
+        return (touchpoint_from_doc(d) for d in docs)
 
-    def _processed(self, event_id: str) -> Outcome | None:
-        doc = self.processed_events.get(self.keys.event(event_id))
-        return None if doc is None else Outcome.from_dict(copy.deepcopy(doc["outcome"]))
-
-    def processed(self, event_id: str) -> Outcome | None:
+    def _scan(self, collection: str) -> Iterator[tuple[str, dict[str, Any]]]:
         with self._lock:
-            return self._processed(event_id)
-
-    def iter_records(self) -> Iterator[IdentifierRecord]:
-        with self._lock:
-            docs = [copy.deepcopy(d) for d in self.identifiers.values()]
-        return (IdentifierRecord.from_doc(d) for d in docs)
-
-    def iter_profiles(self) -> Iterator[Profile]:
-        with self._lock:
-            docs = [(pid, copy.deepcopy(d)) for pid, d in self.profiles.items()]
-        return (Profile.from_doc(pid, d) for pid, d in docs)
-
-    # --- erasure ----------------------------------------------------------------------
-    def erase(self, profile_id: str) -> ErasureReport | None:
-        with self._lock:
-            profile = self.resolve(profile_id)
-            if profile is None:
-                return None
-            if profile.splitting:
-                raise ProfileBusy(profile.profile_id)
-            family = {profile.profile_id, *profile.merged_from}
-            records = [k for k, d in self.identifiers.items() if d["profile_id"] in family]
-            touches = [k for k, d in self.touchpoint_docs.items() if d["profile_id"] in family]
-            for key in records:
-                del self.identifiers[key]
-            for key in touches:
-                del self.touchpoint_docs[key]
-            for pid in profile.merged_from:
-                self.profiles.pop(pid, None)
-            for key in [k for k, d in self.audit_docs.items() if family & set(d["profile_ids"])]:
-                del self.audit_docs[key]
-            for request_id in [r for r, d in self.split_docs.items() if d["profile_id"] in family]:
-                del self.split_docs[request_id]
-            self.profiles[profile.profile_id] = erased_doc(profile, datetime.now(UTC))
-            return ErasureReport(sorted(family), len(records), len(touches))
-
-    # --- blocklist, audit, evidence -----------------------------------------------------
-    def blocklist(self) -> list[BlockEntry]:
-        with self._lock:
-            return [BlockEntry.from_doc(copy.deepcopy(d)) for d in self.blocklist_docs.values()]
-
-    def unblock(self, identifier: Identifier) -> bool:
-        with self._lock:
-            return self.blocklist_docs.pop(self.keys.identifier(identifier), None) is not None
-
-    def audit(self, profile_ids: list[str]) -> list[AuditEntry]:
-        wanted = set(profile_ids)
-        with self._lock:
-            docs = [copy.deepcopy(d) for d in self.audit_docs.values() if wanted & set(d["profile_ids"])]
-        return sorted((AuditEntry.from_doc(d) for d in docs), key=lambda e: (e.at, e.action))
-
-    def records_of(self, profile_ids: list[str]) -> list[IdentifierRecord]:
-        wanted = set(profile_ids)
-        with self._lock:
-            docs = [copy.deepcopy(d) for d in self.identifiers.values() if d["profile_id"] in wanted]
-        return [IdentifierRecord.from_doc(d) for d in docs]
-
-    def touchpoints_of(self, profile_ids: list[str]) -> Iterator[Touchpoint]:
-        wanted = set(profile_ids)
-        with self._lock:
-            docs = [copy.deepcopy(d) for d in self.touchpoint_docs.values() if d["profile_id"] in wanted]
-        return (Touchpoint.from_doc(d) for d in docs)
-
-    def touchpoints_by_event(self, event_ids: list[str]) -> dict[str, Touchpoint]:
-        with self._lock:
-            found = {e: self.touchpoint_docs.get(self.keys.event(e)) for e in event_ids}
-            return {e: Touchpoint.from_doc(copy.deepcopy(d)) for e, d in found.items() if d is not None}
-
-    # --- split ------------------------------------------------------------------------
-    def create_split(self, request: SplitRequest) -> None:
-        with self._lock:
-            self.split_docs.setdefault(request.request_id, request.to_doc())
-
-    def get_split(self, request_id: str) -> SplitRequest | None:
-        with self._lock:
-            doc = self.split_docs.get(request_id)
-            return None if doc is None else SplitRequest.from_doc(request_id, copy.deepcopy(doc))
-
-    def begin_split(self, request_id: str, at: datetime) -> SplitRequest:
-        with self._lock:
-            request = self.get_split(request_id)
-            assert request is not None
-            record = self.get_record(request.block)
-            owner = self.resolve(record.profile_id) if record is not None else None
-            decision = decide_block(request, self.resolve(request.profile_id), record, owner, at)
-            if decision.entry is not None:
-                key = self.keys.identifier(request.block)
-                self.blocklist_docs.setdefault(key, decision.entry.to_doc())
-            if decision.delete_record:
-                self.identifiers.pop(self.keys.identifier(request.block), None)
-            for profile in decision.profiles:
-                self.profiles[profile.profile_id] = profile.to_doc()
-            for entry in decision.audit:
-                self.audit_docs[self.keys.audit(entry)] = entry.to_doc()
-            self.split_docs[request_id] = decision.request.to_doc()
-            return decision.request
-
-    def save_split_plan(
-        self,
-        request: SplitRequest,
-        parts: list[dict[str, Any]],
-        profiles: list[Profile],
-        tombstones: dict[str, str],
-    ) -> SplitRequest:
-        with self._lock:
-            current = self.get_split(request.request_id)
-            if current is None or current.parts >= 0:
-                return current or request
-            for n, part in enumerate(parts):
-                self.split_parts[(request.request_id, str(n))] = copy.deepcopy(part)
-            kept, *created = profiles
-            kept_doc = {"profile": kept.to_doc(), "tombstones": dict(tombstones)}
-            self.split_parts[(request.request_id, "kept")] = kept_doc
-            for profile in created:
-                self.profiles[profile.profile_id] = profile.to_doc()
-            self.split_docs[request.request_id] = request.to_doc()
-            return request
-
-    def apply_split_part(self, request_id: str, n: int) -> SplitRequest:
-        with self._lock:
-            request = self.get_split(request_id)
-            assert request is not None
-            if request.state != "moving" or request.cursor != n:
-                return request
-            part = self.split_parts[(request_id, str(n))]
-            for doc in part["records"]:
-                self.identifiers[self.keys.identifier(Identifier(doc["kind"], doc["value"]))] = copy.deepcopy(
-                    doc
-                )
-            for move in part["touchpoints"]:
-                doc = self.touchpoint_docs.get(self.keys.event(move["name"]))
-                if doc is not None:  # erased meanwhile: nothing to move
-                    doc["profile_id"], doc["credit"] = move["profile_id"], copy.deepcopy(move["credit"])
-            request.cursor = n + 1
-            self.split_docs[request_id] = request.to_doc()
-            return request
-
-    def finish_split(self, request_id: str, audit: list[AuditEntry]) -> SplitRequest:
-        with self._lock:
-            request = self.get_split(request_id)
-            assert request is not None
-            if request.state != "moving" or request.cursor != request.parts:
-                return request
-            kept = self.split_parts[(request_id, "kept")]
-            self.profiles[request.profile_id] = {**copy.deepcopy(kept["profile"]), "splitting": None}
-            for loser, target in kept["tombstones"].items():
-                if loser in self.profiles:
-                    self.profiles[loser]["merged_into"] = target
-            for profile_id in request.result.get("profile_ids", []):
-                self.profiles[profile_id]["splitting"] = None
-            for entry in audit:
-                self.audit_docs[self.keys.audit(entry)] = entry.to_doc()
-            request.state = "done"
-            self.split_docs[request_id] = request.to_doc()
-            for key in [k for k in self.split_parts if k[0] == request_id]:
-                del self.split_parts[key]
-            return request
-
-
-def erased_doc(profile: Profile, now: datetime) -> dict[str, Any]:
-    """What remains of an erased customer: the fact and time of destruction, no personal data."""
-    empty = Profile(profile.profile_id, "erased", first_seen=now, last_seen=now, version=profile.version + 1)
-    return {**empty.to_doc(), "erased_at": now}
+            docs = [(key, dict(doc)) for key, doc in self.docs[collection].items()]
+        return iter(docs)

@@ -1,0 +1,60 @@
+"""The embedded store holds up as it grows: indexed like Firestore, no full scans on any event
+path, idempotency records that expire by the same TTL."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from svyaz.adapters.store.memory import MemoryStore
+from svyaz.app.service import IdentityService
+from svyaz.domain.model import Identifier
+from tests.conftest import PEPPER
+from tests.helpers import event
+
+
+def test_no_event_path_scans_a_whole_collection(policy, monkeypatch):
+    store = MemoryStore(PEPPER)
+
+    def scan(collection: str):
+        raise AssertionError(f"full scan of {collection}")
+
+    monkeypatch.setattr(store, "_scan", scan)
+    service = IdentityService(store, policy)
+    service.apply(event({"client_id": "c1"}, minutes=0, context={"source": "ya", "medium": "cpc"}))
+    service.apply(event({"phone": "+79091234567"}, type="order", properties={"order_id": "A", "amount": 5}))
+    service.apply(event({"client_id": "c1"}, minutes=5))  # fast path
+    service.apply(event({"client_id": "c1", "phone": "+79091234567"}, minutes=9))  # merge + jobs
+    profile = store.lookup(Identifier("phone", "+79091234567"))
+    assert (
+        profile.counters["orders"] == 1
+        and len(store.touchpoints([profile.profile_id, *profile.merged_from], 9)) == 4
+    )
+    assert store.erase(profile.profile_id).identifiers == 2
+
+
+def test_idempotency_records_expire_by_the_ttl(policy):
+    store = MemoryStore(PEPPER)
+    service = IdentityService(store, policy)
+    first = event({"client_id": "c1"}, traits={"city": "Kazan"})
+    service.apply(first)
+    assert store.processed(first.event_id) is not None
+    store.idempotency_ttl = timedelta(seconds=-1)  # everything written from now on is expired
+    expired = event({"client_id": "c2"}, traits={"city": "Omsk"})
+    service.apply(expired)
+    service.apply(event({"client_id": "c3"}, traits={"city": "Ufa"}))
+    assert store.processed(expired.event_id) is None and store.processed(first.event_id) is not None
+    assert len(store.docs["processed_events"]) == 1
+
+
+@pytest.mark.parametrize("n", [1, 50])
+def test_indexes_follow_every_write(policy, n):
+    store = MemoryStore(PEPPER)
+    service = IdentityService(store, policy)
+    for k in range(n):
+        service.apply(event({"client_id": f"c{k}", "session_id": "shared" if k % 2 else f"s{k}"}, minutes=k))
+    for profile_id, keys in store._index["identifiers"].items():
+        assert all(store.docs["identifiers"][key]["profile_id"] == profile_id for key in keys)
+    indexed = {key for keys in store._index["identifiers"].values() for key in keys}
+    assert indexed == set(store.docs["identifiers"])
