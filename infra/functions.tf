@@ -60,7 +60,7 @@ resource "google_cloudfunctions2_function" "function" {
   description = each.value.description
 
   build_config {
-    runtime         = "python312"
+    runtime         = "python311" # the one Python version: pyproject.toml, CI, the lock (tests/infra)
     entry_point     = each.key
     service_account = google_service_account.build.id
 

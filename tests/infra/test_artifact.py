@@ -80,6 +80,7 @@ def stand_in_repo(tmp_path, repo_root) -> pathlib.Path:
     root = tmp_path / "repo"
     (root / "functions").mkdir(parents=True)
     shutil.copy(repo_root / "pyproject.toml", root / "pyproject.toml")
+    shutil.copy(repo_root / "functions" / "requirements.lock", root / "functions" / "requirements.lock")
     shutil.copytree(
         repo_root / "shared" / "svyaz",
         root / "shared" / "svyaz",
@@ -137,19 +138,36 @@ def test_archive_layout_and_pins(stand_in_repo, tmp_path):
     assert names == sorted(names)
     assert {info.date_time for info in infos} == {FIXED_DATE_TIME}
 
+    # requirements.txt is the lock: every package (direct and transitive) pinned and hashed.
+    assert requirements == (stand_in_repo / "functions" / "requirements.lock").read_text()
+    entries = [e for e in re.split(r"\n(?=\S)", requirements) if e and not e.startswith("#")]
     pins = {}
-    for line in requirements.splitlines():
-        if line and not line.startswith("#"):
-            name, _, version = line.partition("==")
-            assert version, f"{line!r} is not pinned with =="
-            pins[name.lower()] = version
+    for entry in entries:
+        name, _, rest = entry.partition("==")
+        assert rest and "--hash=sha256:" in rest, f"{entry.splitlines()[0]!r} is not pinned and hashed"
+        pins[re.sub(r"[-_.]+", "-", name).lower()] = rest.split()[0]
     with (stand_in_repo / "pyproject.toml").open("rb") as handle:
         dependencies = tomllib.load(handle)["project"]["dependencies"]
-    expected = {re.match(r"[A-Za-z0-9._-]+", dep).group(0).lower() for dep in dependencies}
-    expected.add("functions-framework")
-    assert set(pins) == expected
+    direct = {re.match(r"[A-Za-z0-9._-]+", dep).group(0).lower() for dep in dependencies}
+    assert direct | {"functions-framework"} <= set(pins)
+    assert len(pins) > len(direct)  # the transitive ones too
     for name, version in pins.items():
         assert version == importlib.metadata.version(name)
+
+
+def test_the_lock_is_current(repo_root):
+    """functions/requirements.lock was made from pyproject.toml's dependencies and pins the versions
+    installed (the ones the tests run against). After a dependency change: `svyaz package --lock`."""
+    from svyaz.dev.artifact import lock_problems
+
+    assert lock_problems(repo_root) == []
+
+
+def test_a_lock_made_from_other_dependencies_is_refused(stand_in_repo, tmp_path):
+    pyproject = stand_in_repo / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('"pydantic>=2.7",', '"pydantic>=2.7",\n    "rich",'))
+    with pytest.raises(ArtifactError, match="svyaz package --lock"):
+        build_function_source(tmp_path / "functions.zip", repo_root=stand_in_repo)
 
 
 def test_the_unpacked_stand_in_serves_without_the_repository(stand_in_repo, tmp_path):

@@ -194,7 +194,9 @@ def test_one_function_resource_per_table_entry_built_from_the_one_archive(infra)
     assert fn["for_each"] == "${local.functions}"
     build = only(fn.get("build_config"), "build_config")
     assert build["entry_point"] == "${each.key}"
-    assert build["runtime"] == "python312"
+    from svyaz.dev.artifact import PYTHON
+
+    assert build["runtime"] == "python" + PYTHON.replace(".", "")
     storage = only(only(build.get("source"), "source").get("storage_source"), "storage_source")
     assert storage["bucket"] == "${google_storage_bucket.function_source.name}"
     assert storage["object"] == "${google_storage_bucket_object.function_source.name}"
@@ -522,3 +524,24 @@ def test_terraform_is_formatted():
         timeout=60,
     )
     assert result.returncode == 0, f"run `terraform fmt -recursive infra`:\n{result.stdout}{result.stderr}"
+
+
+# --------------------------------------------------------------------------- one Python version
+
+
+def test_one_python_version_everywhere(repo_root):
+    """The functions' runtime, the lock, packaging, CI and the tests all use one Python version."""
+    import sys
+    import tomllib
+
+    from svyaz.dev.artifact import PYTHON
+
+    major, minor = map(int, PYTHON.split("."))
+    assert sys.version_info[:2] == (major, minor), "the tests run on another Python than the functions"
+    project = tomllib.loads((repo_root / "pyproject.toml").read_text())
+    assert project["project"]["requires-python"] == f">={PYTHON},<{major}.{minor + 1}"
+    assert project["tool"]["ruff"]["target-version"] == f"py{major}{minor}"
+    assert (repo_root / ".python-version").read_text().strip() == PYTHON
+    assert f"sys.version_info[:2] == ({major}, {minor})" in (repo_root / "cloudbuild.yaml").read_text()
+    assert f"for Python {PYTHON}." in (repo_root / "functions" / "requirements.lock").read_text()
+    assert f'runtime         = "python{major}{minor}"' in (INFRA / "functions.tf").read_text()

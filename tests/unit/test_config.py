@@ -47,3 +47,15 @@ def test_a_deployed_function_refuses_to_start_without_its_secrets(tmp_path):
     env["SVYAZ_WRITE_KEYS"] = "k"
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_policy_can_be_given_as_toml_text_the_way_terraform_deploys_it(monkeypatch):
+    from svyaz.app.config import ConfigError, Settings
+
+    settings = Settings(policy='[kinds.email]\nlimit = 3\n[kinds.bonus_card]\nlimit = 2\npriority = 4\n')
+    assert settings.identity_policy.kind("email").limit == 3
+    assert settings.identity_policy.kind("bonus_card").priority == 4
+    with pytest.raises(Exception, match="SVYAZ_POLICY is not valid TOML"):
+        _ = Settings(policy="[kinds.email\n").identity_policy
+    with pytest.raises(ConfigError, match="not both"):
+        _ = Settings(policy="default_region = 'RU'", policy_file="policy.toml").identity_policy

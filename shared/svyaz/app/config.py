@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     # not published (local runs, no warehouse). infra/ sets it for the deployed process_event.
     touchpoints_topic: str = ""
     policy_file: str | None = None
+    # The policy file's contents instead of a path (how Terraform deploys it: infra var policy_toml).
+    policy: str = ""
 
     # Secrets: comma-separated key lists; each sender gets its own key so one can be revoked.
     write_keys: CommaList = Field(default_factory=list)
@@ -220,5 +222,9 @@ class Settings(BaseSettings):
         return TrackingKinds.from_mapping(self.tracking_id_kinds)
 
     @cached_property
-    def policy(self) -> Policy:
+    def identity_policy(self) -> Policy:
+        if self.policy and self.policy_file:
+            raise ConfigError("set SVYAZ_POLICY (the TOML) or SVYAZ_POLICY_FILE (its path), not both")
+        if self.policy:
+            return Policy.from_toml(self.policy)
         return Policy.load(self.policy_file)

@@ -26,7 +26,7 @@ class Runtime:
         self, settings: Settings, publisher: Publisher | None = None, store: Store | None = None
     ) -> None:
         self.settings = settings
-        self.policy: Policy = settings.policy  # validated at start-up: a bad policy file stops here
+        self.policy: Policy = settings.identity_policy  # validated at start-up: a bad policy stops here
         if publisher is not None:
             self.__dict__["publisher"] = publisher
         if store is not None:

@@ -110,6 +110,15 @@ class Policy:
             raise PolicyError(f"{source}: {exc}") from exc
 
     @classmethod
+    def from_toml(cls, text: str, source: str = "SVYAZ_POLICY") -> Policy:
+        """A policy from TOML text (the deployed functions get it in an environment variable)."""
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise PolicyError(f"{source} is not valid TOML: {exc}") from exc
+        return cls.from_mapping(data, source=source)
+
+    @classmethod
     def load(cls, path: str | Path | None) -> Policy:
         if path is None:
             return cls.default()
