@@ -171,7 +171,8 @@ def test_the_worker_counts_and_names_the_events_it_gives_up(monkeypatch):
     assert summary.startswith("stopped: 0 events applied, 1 given up, 0 left unapplied")
     assert given_up in summary
     logging.getLogger("svyaz.dev.local").removeHandler(records)
-    assert f"gave up on {given_up} after {MAX_ATTEMPTS} attempts (StoreError): not applied" in records.messages
+    logged = f"gave up on {given_up} after {MAX_ATTEMPTS} attempts (StoreError): not applied"
+    assert logged in records.messages
 
 
 def _run(*args: str, **env: str) -> subprocess.CompletedProcess:
