@@ -45,6 +45,10 @@ resource "google_pubsub_subscription" "events_process_event" {
 
   ack_deadline_seconds       = 60
   message_retention_duration = "604800s"
+  # Events carry an ordering key derived from their strongest anonymous identifier (a browser,
+  # an app install): one customer's events are pushed one after the other, so a busy customer's
+  # own events never contend with each other; different customers still run in parallel.
+  enable_message_ordering = true
 
   push_config {
     push_endpoint = local.process_event_url

@@ -5,6 +5,7 @@ for the embedded default."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import queue
@@ -31,10 +32,41 @@ class Message:
     data: bytes
     attributes: dict[str, str] = field(default_factory=dict)
     message_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    ordering_key: str = ""  # Pub/Sub delivers messages of one key in order, one at a time
+
+
+# Anonymous identifiers, strongest first (the default policy's priorities 6 to 8): what stays
+# the same across one customer's events before and after they log in.
+ANONYMOUS_KINDS = (
+    "client_id",
+    "ym_client_id",
+    "ga_client_id",
+    "ct_client_id",
+    "user_pseudo_id",
+    "session_id",
+    "device_id",
+    "advertising_id",
+    "push_token",
+    "web_push_token",
+    "mac",
+)
+
+
+def ordering_key(event: Event) -> str:
+    """The event's strongest anonymous identifier, hashed (no personal data in the key): one
+    browser's or app's events are delivered in order, never two at once; "" when it has none."""
+    for kind in ANONYMOUS_KINDS:
+        values = event.identifiers.get(kind)
+        value = values[0] if isinstance(values, list) and values else values
+        if value not in (None, "", []):
+            return hashlib.sha256(f"{kind}:{value}".encode()).hexdigest()[:32]
+    return ""
 
 
 def event_message(event: Event) -> Message:
-    return Message(event.to_json(), {"kind": "event", "event_id": event.event_id})
+    return Message(
+        event.to_json(), {"kind": "event", "event_id": event.event_id}, ordering_key=ordering_key(event)
+    )
 
 
 def erase_message(profile_id: str) -> Message:
@@ -168,9 +200,11 @@ class PubSubPublisher(Publisher):
     def __init__(self, project: str, timeout: float = 10.0) -> None:
         from google.cloud import pubsub_v1
 
-        # Batch briefly so a burst of requests shares round trips; publish() still waits.
+        # Batch briefly so a burst of requests shares round trips; publish() still waits. Message
+        # ordering: an event's ordering key (``ordering_key``) keeps a customer's events in order.
         settings = pubsub_v1.types.BatchSettings(max_messages=500, max_latency=0.005)
-        self.client = pubsub_v1.PublisherClient(batch_settings=settings)
+        options = pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
+        self.client = pubsub_v1.PublisherClient(batch_settings=settings, publisher_options=options)
         self.project = project
         self.timeout = timeout
 
@@ -183,17 +217,32 @@ class PubSubPublisher(Publisher):
             futures = []
             for topic, messages in batches.items():
                 path = self.client.topic_path(self.project, topic)
-                futures += [self.client.publish(path, m.data, **m.attributes) for m in messages]
+                futures += [self._send(path, m) for m in messages]
             for future in futures:
                 future.result(timeout=self.timeout)
         except Exception as exc:  # any failure means "not safely queued": the sender retries
+            self._resume(batches)
             topics = ", ".join(batches)
             raise QueueUnavailable(f"publishing to {topics} failed: {type(exc).__name__}") from exc
+
+    def _send(self, path: str, message: Message) -> Any:
+        if message.ordering_key:
+            return self.client.publish(
+                path, message.data, ordering_key=message.ordering_key, **message.attributes
+            )
+        return self.client.publish(path, message.data, **message.attributes)
+
+    def _resume(self, batches: dict[str, list[Message]]) -> None:
+        """After a failed publish an ordering key is paused; the sender's retry needs it open."""
+        for topic, messages in batches.items():
+            path = self.client.topic_path(self.project, topic)
+            for key in {m.ordering_key for m in messages if m.ordering_key}:
+                self.client.resume_publish(path, key)
 
     def publish_nowait(self, topic: str, messages: list[Message]) -> None:
         path = self.client.topic_path(self.project, topic)
         for message in messages:
-            future = self.client.publish(path, message.data, **message.attributes)
+            future = self._send(path, message)
             future.add_done_callback(_log_failure)
 
     def close(self) -> None:
@@ -222,6 +271,7 @@ def ensure_topics(project: str, topics: list[str], subscriptions: dict[str, str]
                 name=subscriber.subscription_path(project, subscription),
                 topic=publisher.topic_path(project, topic),
                 ack_deadline_seconds=60,
+                enable_message_ordering=True,  # as infra/pubsub.tf: one customer's events in order
             )
         except exceptions.AlreadyExists:
             pass

@@ -10,8 +10,8 @@ under a policy whose ``session_id`` limit is raised), then three events are meas
   re-pointing of its N identifier records to the follow-up job, outside the transaction.
 
 Document counts come from the probe (snapshot sizes, ``Plan.document_writes``); they must not
-depend on N. The profile document itself does grow (it lists its identifiers): its size is
-reported too, since Firestore caps a document at 1 MiB.
+depend on N, and neither must the profile document's size (identifier counts, not lists). The
+follow-up jobs of each measured event run after it, timed apart (``follow_up_ms``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from svyaz.app.service import IdentityService
+from svyaz.app.service import IdentityService, PendingJobs
 from svyaz.bench.probe import ProbeStore, Trace
 from svyaz.domain.events import Event
 from svyaz.domain.model import Identifier
@@ -43,24 +43,40 @@ def _event(event_id: str, at: datetime, identifiers: dict[str, Any], type_: str 
     return Event(event_id=event_id, type=type_, timestamp=at, identifiers=identifiers)
 
 
-def _measure(service: IdentityService, probe: ProbeStore, event: Event) -> tuple[Trace, float, str]:
+def _measure(service: IdentityService, probe: ProbeStore, event: Event) -> tuple[Trace, float, str, float]:
+    """The event's own apply, then (timed apart, as their own deliveries) its follow-up jobs."""
     probe.begin()
     started = time.perf_counter()
     try:
         outcome = service.apply(event)
     finally:
         trace = probe.end()
-    return trace, time.perf_counter() - started, outcome.status
+    elapsed = time.perf_counter() - started
+    jobs_started = time.perf_counter()
+    probe.begin()
+    try:
+        _run_jobs(service)
+    finally:
+        trace.repointed = probe.end().repointed
+    return trace, elapsed, outcome.status, time.perf_counter() - jobs_started
 
 
-def _row(trace: Trace, seconds: float, status: str) -> dict[str, Any]:
+def _run_jobs(service: IdentityService) -> None:
+    sink = service.jobs
+    if isinstance(sink, PendingJobs):
+        sink.run_all(service)
+
+
+def _row(trace: Trace, seconds: float, status: str, jobs_seconds: float) -> dict[str, Any]:
     return {
         "status": status,
         "path": trace.path,
         "reads": trace.reads,
         "writes": trace.writes,
+        "rpcs": sum(trace.rpcs.values()),
         "repointed_after": trace.repointed,
         "ms": round(seconds * 1000, 2),
+        "follow_up_ms": round(jobs_seconds * 1000, 2),
     }
 
 
@@ -73,6 +89,7 @@ def measure_size(service: IdentityService, probe: ProbeStore, size: int, tag: st
     for n, start in enumerate(range(0, len(sessions), PER_EVENT)):
         ids: dict[str, Any] = {"user_id": f"{prefix}-u", "session_id": sessions[start : start + PER_EVENT]}
         service.apply(_event(f"{prefix}-build-{n}", at, ids, "identify"))
+        _run_jobs(service)
         at += timedelta(seconds=1)
     build_s = time.perf_counter() - build_started
     anchor = probe.inner.lookup(Identifier("user_id", f"{prefix}-u"))
@@ -84,10 +101,12 @@ def measure_size(service: IdentityService, probe: ProbeStore, size: int, tag: st
     # A younger small profile, then an event linking it to the big one: the big one survives.
     young = {"client_id": f"{prefix}-young", "session_id": f"{prefix}-young-s"}
     service.apply(_event(f"{prefix}-young", later, young))
+    _run_jobs(service)
     link = {"session_id": sessions[1], "client_id": f"{prefix}-young"}
     merge_in = _measure(service, probe, _event(f"{prefix}-merge-in", later + timedelta(minutes=1), link))
     # An older profile, then an event linking the big one to it: the big one is the loser.
     service.apply(_event(f"{prefix}-old", START, {"client_id": f"{prefix}-old"}))
+    _run_jobs(service)
     link = {"session_id": sessions[2], "client_id": f"{prefix}-old"}
     merge_away = _measure(service, probe, _event(f"{prefix}-merge-away", later + timedelta(minutes=2), link))
     return {
@@ -107,5 +126,5 @@ def measure_growth(probe: ProbeStore, sizes: Iterable[int], tag: str = "") -> li
         return []
     if min(sizes) < 4:
         raise ValueError("growth sizes start at 4 identifiers")
-    service = IdentityService(probe, growth_policy(max(sizes)))  # type: ignore[arg-type]
+    service = IdentityService(probe, growth_policy(max(sizes)), jobs=PendingJobs())  # type: ignore[arg-type]
     return [measure_size(service, probe, size, tag) for size in sizes]

@@ -36,6 +36,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from svyaz.adapters.queue import ordering_key
 from svyaz.adapters.store.base import PROFILES, Contention, Store
 from svyaz.app.service import IdentityService
 from svyaz.bench.growth import DEFAULT_SIZES, measure_growth
@@ -66,6 +67,8 @@ class BenchConfig:
     raw: bool = True
     progress: bool | str = True  # True a bar, "lines" periodic lines (no terminal), False nothing
     project: str = BENCH_PROJECT
+    ordering: bool = True  # events keyed like the deployed publisher (Pub/Sub message ordering)
+    hot_customer: int = 0  # events of the hot-customer test (one customer at 20 events/s); 0: none
 
 
 @dataclass
@@ -90,6 +93,7 @@ class Delivery:
     raw_failures: int = 0
     raw_cpu_s: float = 0.0
     job: Job | None = None  # a follow-up job the service published (its own delivery)
+    ordering_key: str = ""  # the Pub/Sub ordering key the event is published with
 
     @property
     def applied(self) -> bool:
@@ -177,13 +181,26 @@ def _run_workers(
     progress: bool | str,
     label: str,
     pending: queue.Queue[Delivery] | None = None,
+    pace_per_s: float = 0.0,
 ) -> RunStats:
     """Run ``step`` over the deliveries from ``workers`` threads. ``step`` returns False to put
     the delivery back on the queue (a redelivery). ``progress``: True a bar (a terminal),
     ``"lines"`` a line every ``PROGRESS_EVERY`` seconds (a log), False nothing."""
     pending = pending if pending is not None else queue.Queue()
-    for delivery in deliveries:
-        pending.put(delivery)
+    feeding = threading.Event()
+    if pace_per_s:  # deliveries arrive at this rate (a feeder), else all at once
+        feeding.set()
+
+        def feed() -> None:
+            for delivery in deliveries:
+                pending.put(delivery)
+                time.sleep(1 / pace_per_s)
+            feeding.clear()
+
+        threading.Thread(target=feed, daemon=True, name="bench-feed").start()
+    else:
+        for delivery in deliveries:
+            pending.put(delivery)
     stats = RunStats()
     lock = threading.Lock()
     bar = tqdm(
@@ -197,22 +214,59 @@ def _run_workers(
     ticker = _Ticker(label, len(deliveries)) if progress == "lines" else None
     failure: list[BaseException] = []
 
+    # Ordering keys, as a Pub/Sub subscription with message ordering delivers them: a key's next
+    # delivery waits until its current one is done (acknowledged, or failed and retried first).
+    in_flight: set[str] = set()
+    held: dict[str, list[Delivery]] = {}  # a key's deliveries waiting, in order
+    granted: dict[str, Delivery] = {}  # the one delivery a busy key was handed on to
+
+    def take() -> Delivery | None:
+        while True:
+            try:
+                delivery = pending.get_nowait()
+            except queue.Empty:
+                if feeding.is_set() or in_flight:  # more to come (a feeder, a held key)
+                    time.sleep(0.002)
+                    continue
+                return None
+            with lock:
+                key = delivery.ordering_key
+                if not key:
+                    return delivery
+                if key not in in_flight:
+                    in_flight.add(key)
+                    return delivery
+                if granted.get(key) is delivery:
+                    del granted[key]
+                    return delivery
+                held.setdefault(key, []).append(delivery)
+
+    def release(delivery: Delivery, done: bool) -> None:
+        key = delivery.ordering_key
+        if not done:
+            stats.redeliveries += 1
+            if not key:
+                pending.put(delivery)
+                return
+            held.setdefault(key, []).insert(0, delivery)  # retried before the key's later ones
+        if not key:
+            return
+        if held.get(key):
+            granted[key] = held[key].pop(0)  # the key stays busy: handed on to its next delivery
+            pending.put(granted[key])
+        else:
+            in_flight.discard(key)
+
     def work() -> None:
         try:
-            while True:
-                try:
-                    delivery = pending.get_nowait()
-                except queue.Empty:
-                    return
+            while (delivery := take()) is not None:
                 done = step(delivery)
                 with lock:
                     if done:
                         bar.update(1)
                         if ticker is not None:
                             ticker.tick()
-                    else:
-                        stats.redeliveries += 1
-                        pending.put(delivery)
+                    release(delivery, done)
         except BaseException as exc:  # a bug in the harness: stop the run loudly
             failure.append(exc)
 
@@ -237,6 +291,7 @@ def replay(
     *,
     max_failures: int = MAX_FAILURES,
     progress: bool | str = False,
+    pace_per_s: float = 0.0,
 ) -> RunStats:
     errors: Counter[str] = Counter()
     errors_lock = threading.Lock()
@@ -281,7 +336,7 @@ def replay(
     sink = getattr(service, "jobs", None)
     if isinstance(sink, JobDeliveries):
         sink.pending = pending
-    stats = _run_workers(deliveries, workers, step, progress, "svyaz", pending)
+    stats = _run_workers(deliveries, workers, step, progress, "svyaz", pending, pace_per_s)
     stats.errors = errors
     return stats
 
@@ -434,6 +489,14 @@ def class_stats(group: Sequence[Delivery], with_raw: bool) -> dict[str, Any]:
         "cpu_ms_mean": round(1000 * _mean([d.cpu_s for d in group]), 3),
         "reads_mean": round(_mean([d.trace.reads for d in group if d.trace]), 2),
         "writes_mean": round(_mean([d.trace.writes for d in group if d.trace]), 2),
+        # Firestore round trips per delivery, by method (empty on the memory store).
+        "rpcs_mean": round(_mean([sum(d.trace.rpcs.values()) for d in group if d.trace]), 2),
+        "rpcs_by_method_mean": {
+            name: round(sum(d.trace.rpcs[name] for d in group if d.trace) / len(group), 2)
+            for name in sorted({n for d in group if d.trace for n in d.trace.rpcs})
+        }
+        if group
+        else {},
         "paths": dict(Counter(d.trace.path for d in group if d.trace)),
     }
     raw = [d.raw_s for d in group if d.raw_s is not None]
@@ -630,7 +693,10 @@ def run_bench(
     probe = instrument(store)
     jobs = JobDeliveries()
     service = IdentityService(probe, Policy.default(), jobs=jobs)  # type: ignore[arg-type]
-    deliveries = [Delivery(n, event) for n, event in enumerate(population.events)]
+    deliveries = [
+        Delivery(n, event, ordering_key=ordering_key(event) if config.ordering else "")
+        for n, event in enumerate(population.events)
+    ]
 
     log(f"replaying {len(deliveries)} deliveries through svyaz with {config.workers} workers")
     run = replay(service, probe, deliveries, config.workers, progress=config.progress)
@@ -653,12 +719,18 @@ def run_bench(
     if config.growth_sizes:
         log(f"measuring cost growth for profiles of {', '.join(map(str, config.growth_sizes))} identifiers")
         report["growth"] = measure_growth(probe, config.growth_sizes, tag=str(config.seed))
+    if config.hot_customer:
+        from svyaz.bench.hot import hot_customer
+
+        log(f"hot customer: {config.hot_customer} events at 20/s, {config.workers} workers, ordered and not")
+        report["hot_customer"] = hot_customer(store, config.workers, config.hot_customer)
     report["config"] = {
         "store": config.store,
         "customers": config.customers,
         "workers": config.workers,
         "seed": config.seed,
         "noise": config.noise,
+        "ordering": config.ordering,
         "deliveries": len(population.events),
         "unique_events": population.unique_events,
         "duplicate_deliveries": population.duplicates,
@@ -707,7 +779,7 @@ def format_report(report: Mapping[str, Any]) -> str:
         "mean service time per delivery in ms (with W busy workers throughput = W / mean); "
         "net: without contention; cpu: the worker thread's own CPU",
         f"{'class':<22}{'n':>6}{'svyaz':>9}{'raw':>8}{'ratio':>7}{'net':>8}{'raw net':>8}{'ratio':>7}"
-        f"{'cpu':>6}{'raw cpu':>8}{'reads':>6}{'writes':>7}  svyaz latency",
+        f"{'cpu':>6}{'raw cpu':>8}{'reads':>6}{'writes':>7}{'rpcs':>6}  svyaz latency",
     ]
     rows = [("no_change", s["by_class"]["no_change"])]
     rows += [(f"  via {p}", s["by_class"]["no_change"][f"via_{p}"]) for p in (FAST, TRANSACTION)]
@@ -721,7 +793,7 @@ def format_report(report: Mapping[str, Any]) -> str:
             f"{_num(row.get('raw_net_service_ms_mean'), '.2f'):>8}"
             f"{_num(row.get('ratio_net')):>7}{row['cpu_ms_mean']:>6.2f}"
             f"{_num(row.get('raw_cpu_ms_mean'), '.2f'):>8}"
-            f"{row['reads_mean']:>6.1f}{row['writes_mean']:>7.1f}"
+            f"{row['reads_mean']:>6.1f}{row['writes_mean']:>7.1f}{row['rpcs_mean']:>6.2f}"
             f"  {_ms(row['latency_ms'])}"
         )
     if "raw" in report:
@@ -741,9 +813,9 @@ def format_report(report: Mapping[str, Any]) -> str:
     if report.get("growth"):
         lines += [
             "",
-            "cost growth  documents read r / written w per event (ms); re-pointed: by the follow-up job",
+            "cost growth  documents read r / written w per event (ms); re-pointed (ms): follow-up jobs",
             f"{'identifiers':>12}{'doc KiB':>9}  {'no-change':<18}{'merge in':<18}{'merge away':<18}"
-            f"{'re-pointed':>10}",
+            f"{'re-pointed':>18}",
         ]
         for row in report["growth"]:
             cells = [
@@ -752,8 +824,17 @@ def format_report(report: Mapping[str, Any]) -> str:
             ]
             lines.append(
                 f"{row['identifiers']:>12}{row['profile_doc_bytes'] / 1024:>9.1f}  "
-                f"{cells[0]:<18}{cells[1]:<18}{cells[2]:<18}{row['merge_away']['repointed_after']:>10}"
+                f"{cells[0]:<18}{cells[1]:<18}{cells[2]:<18}"
+                f"{row['merge_away']['repointed_after']:>10} ({row['merge_away'].get('follow_up_ms', 0):.1f})"
             )
+    for tag, hot in (report.get("hot_customer") or {}).items():
+        lines.append(
+            f"hot customer ({tag}): {hot['events']} events at {hot['rate_per_s']:.0f}/s, "
+            f"{hot['workers']} workers: "
+            f"dead-lettered {hot['dead_lettered']}, redeliveries {hot['redeliveries']}, "
+            f"retries {hot['transaction_retries']}, {hot['touchpoints_on_the_profile']} touchpoints on the "
+            f"profile, p50 {hot['p50_ms']} / p99 {hot['p99_ms']} ms, paths {hot['paths']}"
+        )
     lines += ["", "goals"]
     for name, goal in report["goals"].items():
         mark = "ok  " if goal["met"] else "MISS"

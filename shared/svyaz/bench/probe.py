@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +48,8 @@ class Trace:
     writes: int = 0  # documents written (fast-path batch or transaction)
     repointed: int = 0  # identifier records the follow-up job re-pointed (outside the transaction)
     attempts: list[Attempt] = field(default_factory=list)
+    # Firestore RPCs by method (BatchGetDocuments, BeginTransaction, Commit, Rollback, RunQuery)
+    rpcs: Counter[str] = field(default_factory=Counter)
     plan: Plan | None = None
     fast_touchpoint: Touchpoint | None = None
     keys: Keys | None = None
@@ -194,12 +197,44 @@ class ProbeStore:
         return moved
 
 
+RPC_NAMES = {
+    "batch_get_documents": "BatchGet",
+    "begin_transaction": "Begin",
+    "commit": "Commit",
+    "rollback": "Rollback",
+    "run_query": "RunQuery",
+    "run_aggregation_query": "RunAggregationQuery",
+}
+
+
+class CountingApi:
+    """Wraps the client's GAPIC stub: counts every RPC into the current thread's trace."""
+
+    def __init__(self, api: Any, probe: ProbeStore) -> None:
+        self._api = api
+        self._probe = probe
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._api, name)
+        rpc = RPC_NAMES.get(name)
+        if rpc is None:
+            return target
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self._probe.trace.rpcs[rpc] += 1
+            return target(*args, **kwargs)
+
+        return counted
+
+
 class FirestoreClientProbe:
-    """Wraps a ``firestore.Client``: times each transaction attempt of the current trace."""
+    """Wraps a ``firestore.Client``: times each transaction attempt of the current trace, and
+    counts its RPCs."""
 
     def __init__(self, client: Any, probe: ProbeStore) -> None:
         self._client = client
         self._probe = probe
+        client._firestore_api_internal = CountingApi(client._firestore_api, probe)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)

@@ -50,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
         raw=not args.no_raw,
         progress=False if args.no_progress or args.quiet else (True if sys.stderr.isatty() else "lines"),
         project=args.project or BENCH_PROJECT,
+        ordering=not args.no_ordering,
+        hot_customer=args.hot_customer,
     )
 
     def log(message: str) -> None:
@@ -110,4 +112,16 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--no-progress", action="store_true", help="no progress bar (or progress lines when not a terminal)"
     )
     parser.add_argument("--quiet", action="store_true", help="no step messages on stderr")
+    parser.add_argument(
+        "--no-ordering",
+        action="store_true",
+        help="deliver a customer's events concurrently (no Pub/Sub ordering keys)",
+    )
+    parser.add_argument(
+        "--hot-customer",
+        type=int,
+        default=0,
+        metavar="N",
+        help="then N events of one customer at 20/s, with and without ordering keys (default: none)",
+    )
     parser.set_defaults(run=run)
