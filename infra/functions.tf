@@ -81,7 +81,7 @@ resource "google_cloudfunctions2_function" "function" {
     ingress_settings               = "ALLOW_ALL"
     all_traffic_on_latest_revision = true
 
-    environment_variables = local.function_env
+    environment_variables = merge(local.function_env, local.runtime_env) # settings.tf
 
     dynamic "secret_environment_variables" {
       for_each = toset(each.value.secrets)

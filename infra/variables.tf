@@ -73,9 +73,13 @@ variable "source_archive" {
 }
 
 variable "qr_allowed_hosts" {
-  description = "Hosts the QR landing may redirect to (SVYAZ_QR_ALLOWED_HOSTS), e.g. [\"shop.example.ru\"]. Bare host names: no scheme, path or port."
+  description = "Hosts the QR landing may redirect to (SVYAZ_QR_ALLOWED_HOSTS), e.g. [\"shop.example.ru\"]. Bare host names: no scheme, path or port. Required: with none, every printed QR code would answer 404."
   type        = list(string)
-  default     = []
+
+  validation {
+    condition     = length(var.qr_allowed_hosts) > 0
+    error_message = "qr_allowed_hosts must list at least one host (the brand's site, e.g. [\"shop.example.ru\"]): with none, every QR code answers 404."
+  }
 
   validation {
     condition = alltrue([
@@ -117,5 +121,30 @@ variable "labels" {
       for key, value in var.labels : can(regex("^[a-z][a-z0-9_-]{0,62}$", key)) && can(regex("^[a-z0-9_-]{0,63}$", value))
     ])
     error_message = "Label keys must start with a lowercase letter; keys and values may hold only lowercase letters, digits, _ and - (max 63)."
+  }
+}
+
+# The brand's domain (loadbalancer.tf).
+variable "lb_domains" {
+  description = "The brand's domain(s) served by the HTTPS load balancer, e.g. [\"shop.example.ru\"]. Empty (the default): no load balancer; use the functions' own URLs."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition = alltrue([
+      for host in var.lb_domains : can(regex("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]{2,63}$", host))
+    ])
+    error_message = "Each lb_domains entry must be a lowercase host name such as shop.example.ru (no scheme, path or port)."
+  }
+}
+
+variable "lb_default_service" {
+  description = "Self link of the backend service or backend bucket that serves every other path of the domain (the brand's site). Empty: other paths get the QR landing's 404 page."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.lb_default_service == "" || can(regex("^(https://www.googleapis.com/compute/v1/)?projects/[^/]+/global/(backendServices|backendBuckets)/[a-z]([-a-z0-9]{0,61}[a-z0-9])?$", var.lb_default_service))
+    error_message = "lb_default_service must be the self link of a global backend service or backend bucket (projects/<p>/global/backendServices/<name>)."
   }
 }

@@ -241,14 +241,14 @@ def test_functions_get_the_specified_environment(infra):
     assert env["SVYAZ_PROFILE_UPDATES_TOPIC"] == "${google_pubsub_topic.profile_updates.name}"
     assert "var.qr_allowed_hosts" in env["SVYAZ_QR_ALLOWED_HOSTS"]
     service = only(resources(infra, "google_cloudfunctions2_function")["function"]["service_config"], "sc")
-    assert service["environment_variables"] == "${local.function_env}"
+    assert service["environment_variables"] == "${merge(local.function_env, local.runtime_env)}"
 
 
 def test_every_configured_variable_is_a_setting_of_the_service(infra, table):
     from svyaz.app.config import Settings
 
     known = {f"SVYAZ_{name.upper()}" for name in Settings.model_fields}
-    configured = set(infra["locals"]["function_env"])
+    configured = set(infra["locals"]["function_env"]) | set(infra["locals"]["runtime_settings"])
     configured |= {secret for entry in table.values() for secret in entry["secrets"]}
     assert configured <= known, f"not settings of svyaz.app.config.Settings: {sorted(configured - known)}"
 
@@ -545,3 +545,185 @@ def test_one_python_version_everywhere(repo_root):
     assert f"sys.version_info[:2] == ({major}, {minor})" in (repo_root / "cloudbuild.yaml").read_text()
     assert f"for Python {PYTHON}." in (repo_root / "functions" / "requirements.lock").read_text()
     assert f'runtime         = "python{major}{minor}"' in (INFRA / "functions.tf").read_text()
+
+
+# --------------------------------------------------------------------------- offline validation
+
+
+def console(files: list[str], expression: str, tmp_path: pathlib.Path, **variables: str):
+    """Evaluate an expression over some infra files (variables and literals only) with `terraform
+    console`, the variables given as -var; returns (ok, value or error text)."""
+    for name in files:
+        shutil.copy(INFRA / name, tmp_path / name)
+    args = [TERRAFORM, "console"] + [f"-var={name}={value}" for name, value in variables.items()]
+    result = subprocess.run(
+        args,
+        input=f"jsonencode({expression})\n",
+        cwd=tmp_path,
+        env=TF_ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    text = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr)
+    # A failed validation is reported as an error, yet the console may go on and exit 0.
+    if result.returncode != 0 or "Error:" in text:
+        return False, text
+    return True, json.loads(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+REQUIRED = {"project_id": "shop-svyaz-prod", "firestore_location": "eur3"}
+needs_terraform = pytest.mark.skipif(TERRAFORM is None, reason="terraform is not on PATH")
+
+
+@needs_terraform
+def test_an_empty_qr_host_list_is_refused_at_plan(tmp_path):
+    ok, error = console(["variables.tf"], "var.qr_allowed_hosts", tmp_path, **REQUIRED, qr_allowed_hosts="[]")
+    assert not ok and "qr_allowed_hosts must list at least one host" in " ".join(error.split())
+    ok, hosts = console(
+        ["variables.tf"], "var.qr_allowed_hosts", tmp_path, **REQUIRED, qr_allowed_hosts='["shop.example.ru"]'
+    )
+    assert ok and hosts == ["shop.example.ru"]
+    assert "default" not in parse_tf(INFRA / "variables.tf")["variable"][0].get("qr_allowed_hosts", {})
+
+
+def test_cloud_build_requires_the_qr_hosts(repo_root):
+    text = (repo_root / "cloudbuild.yaml").read_text()
+    assert "_QR_ALLOWED_HOSTS: ''" in text and 'if [ -z "${_QR_ALLOWED_HOSTS}" ]' in text
+    assert "-var='lb_domains=${_LB_DOMAINS}'" in text
+
+
+@needs_terraform
+def test_runtime_settings_become_the_functions_environment(tmp_path, monkeypatch):
+    from svyaz.app.config import Settings
+
+    ok, defaults = console(["settings.tf"], "local.runtime_env", tmp_path)
+    assert ok and defaults == {
+        "SVYAZ_CALLTRACKING_TIMEZONE": "Europe/Moscow",
+        "SVYAZ_CALLTRACKING_VENDOR": "generic",
+        "SVYAZ_JOURNAL_TIMEZONE": "Europe/Moscow",
+    }, "empty settings must be left out, so the service keeps its defaults"
+    ok, env = console(
+        ["settings.tf"],
+        "local.runtime_env",
+        tmp_path,
+        policy_toml="[kinds.email]\nlimit = 3\n",
+        whatsapp_session_pattern=r"order\s+(\d{6,20})",
+        cookie_domain="shop.example.ru",
+        calltracking_field_map='{caller = "caller_phone"}',
+        calltracking_number_sources='{"74951112233" = {source = "yandex", medium = "cpc"}}',
+        calltracking_timezone="Asia/Yekaterinburg",
+    )
+    assert ok, env
+    # What Terraform deploys is what the service reads: the same variables, parsed.
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings()
+    assert settings.identity_policy.kind("email").limit == 3
+    assert settings.whatsapp_session_pattern == r"order\s+(\d{6,20})"
+    assert settings.cookie_domain == "shop.example.ru"
+    assert json.loads(env["SVYAZ_CALLTRACKING_FIELD_MAP"]) == {"caller": "caller_phone"}
+    assert json.loads(env["SVYAZ_CALLTRACKING_NUMBER_SOURCES"])["74951112233"]["source"] == "yandex"
+    assert settings.calltracking_timezone == "Asia/Yekaterinburg"
+    known = {f"SVYAZ_{name.upper()}" for name in Settings.model_fields}
+    assert set(env) <= known
+
+
+@needs_terraform
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("cookie_domain", "https://shop.example.ru/", "cookie_domain must be a lowercase domain"),
+        ("whatsapp_session_pattern", "no group here", "must have a capturing group"),
+        ("calltracking_timezone", "Moscow time", "IANA time zone"),
+        ("calltracking_vendor", "calltuch", "generic, calltouch or uis"),
+        ("calltracking_number_sources", '{"+7 495" = {medium = "cpc"}}', "phone numbers"),
+    ],
+)
+def test_a_wrong_runtime_setting_is_refused_at_plan(variable, value, message, tmp_path):
+    ok, error = console(["settings.tf"], "local.runtime_env", tmp_path, **{variable: value})
+    assert not ok and message in " ".join(error.split())
+
+
+# --------------------------------------------------------------------------- the brand's domain
+
+
+def test_the_load_balancer_routes_are_the_registry_routes(tmp_path):
+    from svyaz.dev.artifact import lb_routes_tf
+    from svyaz.entrypoints import registry
+
+    assert (INFRA / "lb_routes.tf").read_text() == lb_routes_tf(), "run `svyaz package --routes`"
+    if TERRAFORM:
+        ok, routes = console(["lb_routes.tf"], "local.lb_routes", tmp_path)
+        assert ok and routes == registry.routes()
+    wanted = {"/qr", "/svyaz.js", "/collect", "/v1", "/profiles", "/webhooks/crm", "/webhooks/calltracking"}
+    assert wanted <= set(registry.routes())
+
+
+def test_the_load_balancer_is_off_by_default_and_serves_every_route_when_on(infra):
+    variable = infra["variable"]["lb_domains"]
+    assert variable["default"] == [] and variable.get("validation")
+    assert infra["locals"]["lb_enabled"] == "${length(var.lb_domains) > 0}"
+    assert "local.lb_routes" in infra["locals"]["lb_functions"]
+
+    neg = resources(infra, "google_compute_region_network_endpoint_group")["function"]
+    assert neg["for_each"] == "${local.lb_functions}"
+    assert neg["network_endpoint_type"] == "SERVERLESS"
+    assert only(neg["cloud_function"], "cloud_function")["function"] == (
+        "${google_cloudfunctions2_function.function[each.key].name}"
+    )
+    backend = resources(infra, "google_compute_backend_service")["function"]
+    assert backend["for_each"] == "${local.lb_functions}"
+    assert backend["load_balancing_scheme"] == "EXTERNAL_MANAGED"
+    assert only(backend["backend"], "backend")["group"] == (
+        "${google_compute_region_network_endpoint_group.function[each.key].id}"
+    )
+
+    url_map = resources(infra, "google_compute_url_map")["lb"]
+    matcher = only(url_map["path_matcher"], "path_matcher")
+    rule = only([d["path_rule"] for d in matcher["dynamic"] if "path_rule" in d], "dynamic path_rule")
+    assert rule["for_each"] == "${local.lb_routes}"
+    content = only(rule["content"], "content")
+    assert content["paths"] == ["${path_rule.key}", "${path_rule.key}/*"]
+    assert content["service"] == "${google_compute_backend_service.function[path_rule.value].id}"
+    assert only(url_map["host_rule"], "host_rule")["hosts"] == "${var.lb_domains}"
+
+    certificate = resources(infra, "google_compute_managed_ssl_certificate")["lb"]
+    assert only(certificate["managed"], "managed")["domains"] == "${var.lb_domains}"
+    proxy = resources(infra, "google_compute_target_https_proxy")["lb"]
+    assert proxy["ssl_certificates"] == ["${google_compute_managed_ssl_certificate.lb[0].id}"]
+    rules = resources(infra, "google_compute_global_forwarding_rule")
+    assert (
+        rules["https"]["port_range"] == "443"
+        and rules["https"]["load_balancing_scheme"] == "EXTERNAL_MANAGED"
+    )
+    assert rules["http"]["port_range"] == "80"
+    redirect = only(
+        resources(infra, "google_compute_url_map")["http_redirect"]["default_url_redirect"], "redirect"
+    )
+    assert redirect["https_redirect"] is True
+    # Every single resource of the load balancer exists only when a domain is given.
+    for rtype in (
+        "google_compute_global_address",
+        "google_compute_url_map",
+        "google_compute_managed_ssl_certificate",
+        "google_compute_target_https_proxy",
+        "google_compute_target_http_proxy",
+        "google_compute_global_forwarding_rule",
+    ):
+        for name, body in resources(infra, rtype).items():
+            assert body.get("count") == "${local.lb_enabled ? 1 : 0}", f"{rtype}.{name}"
+    assert "compute.googleapis.com" in str(infra["locals"]["services"])
+
+
+@needs_terraform
+def test_a_wrong_domain_is_refused_at_plan(tmp_path):
+    ok, error = console(
+        ["variables.tf"],
+        "var.lb_domains",
+        tmp_path,
+        **REQUIRED,
+        qr_allowed_hosts='["shop.example.ru"]',
+        lb_domains='["https://shop.example.ru"]',
+    )
+    assert not ok and "lb_domains entry must be a lowercase host name" in " ".join(error.split())

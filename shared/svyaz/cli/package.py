@@ -8,9 +8,20 @@ from pathlib import Path
 
 
 def run(args: argparse.Namespace) -> int:
-    from svyaz.dev.artifact import ArtifactError, _find_repo_root, build_function_source, write_lock
+    from svyaz.dev.artifact import (
+        LB_ROUTES,
+        ArtifactError,
+        _find_repo_root,
+        build_function_source,
+        lb_routes_tf,
+        write_lock,
+    )
 
     try:
+        if args.routes:
+            routes = _find_repo_root() / LB_ROUTES
+            routes.write_text(lb_routes_tf(), encoding="utf-8")
+            print(f"wrote {routes}")
         if args.lock:
             lock = write_lock(_find_repo_root())
             print(f"wrote {lock}")
@@ -32,5 +43,10 @@ def register(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="first regenerate functions/requirements.lock (pip-compile --generate-hashes, pinned to the "
         "installed versions) after a dependency change",
+    )
+    parser.add_argument(
+        "--routes",
+        action="store_true",
+        help="first regenerate infra/lb_routes.tf (the load balancer's paths) from the channel registry",
     )
     parser.set_defaults(run=run)

@@ -173,6 +173,30 @@ def write_lock(root: pathlib.Path) -> pathlib.Path:
     return lock
 
 
+LB_ROUTES = pathlib.Path("infra") / "lb_routes.tf"
+
+
+def lb_routes_tf() -> str:
+    """``infra/lb_routes.tf``: the load balancer's path rules, from the channel registry."""
+    from svyaz.entrypoints import registry
+
+    routes = sorted(registry.routes().items())
+    width = max(len(path) for path, _ in routes) + 2
+    lines = [
+        "# Generated from the channel registry (svyaz.entrypoints.registry) by `svyaz package --routes`;",
+        "# tests/infra fails until it matches. Literals only: tests evaluate it with `terraform console`.",
+        "# Path prefix on the brand's domain -> the function serving it (loadbalancer.tf).",
+        "",
+        "locals {",
+        "  lb_routes = {",
+        *(f'    {chr(34) + path + chr(34):<{width}} = "{target}"' for path, target in routes),
+        "  }",
+        "}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def _normal(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
