@@ -322,3 +322,99 @@ def test_whatever_the_validation_accepts_every_store_holds_and_reads_back(store,
     assert {name: t.value for name, t in profile.traits.items()} == traits
     [touch] = store.touchpoints([outcome.profile_id], 5)
     assert touch.properties == properties
+
+
+# --- nothing accepted is silently lost: poison is acknowledged, counted and published ----------
+
+
+def test_a_queued_event_that_can_never_apply_is_acknowledged_counted_and_published(rt):
+    from svyaz.adapters.queue import Message
+    from tests.pipeline_support import deliver
+
+    # Accepted under a wider window, applied under today's: it can never apply.
+    poison = {
+        "event_id": "web-0123456789:old",
+        "type": "page",
+        "timestamp": "1990-05-01T00:00:00Z",
+        "identifiers": {"client_id": "visitor-1"},
+    }
+    message = Message(json.dumps(poison).encode(), {"kind": "event", "event_id": poison["event_id"]})
+    assert deliver(message, rt).status_code == 200  # acknowledged: Pub/Sub never redelivers it
+    assert rt.rejected.count == 1 and rt.rejected.labels() == ["web-0123456789:old"]
+    [update] = rt.publisher.drain(rt.settings.profile_updates_topic)
+    body = json.loads(update.data)
+    assert (update.attributes["status"], body["event_id"]) == ("rejected", "web-0123456789:old")
+    assert "timestamp" in body["reason"]
+    assert profile(rt, "client_id", "visitor-1") is None
+
+
+def test_a_write_the_store_refuses_for_good_is_poison_not_a_retry_loop(rt, monkeypatch):
+    from svyaz.adapters.store.base import Unstorable
+
+    def refuse(*args, **kwargs):
+        raise Unstorable("apply event: Firestore cannot hold it (InvalidArgument)")
+
+    monkeypatch.setattr(rt.store, "transact", refuse)
+    assert collect(page("p-1", traits={"city": "Kazan"})).status_code == 202
+    deliver_all(rt)  # every delivery answers 200: nothing loops
+    assert rt.rejected.count == 1 and rt.rejected.labels()[0].endswith(":p-1")
+
+
+def test_firestore_refusing_a_document_is_classified_as_unstorable(store):
+    from datetime import UTC, datetime
+
+    from svyaz.adapters.store.base import StoreError, Unstorable
+    from svyaz.domain.merge import Plan
+    from svyaz.domain.model import Outcome, Profile, Trait
+
+    at = datetime(2026, 11, 2, tzinfo=UTC)
+    huge = Profile("p-huge", "active", at, at, traits={f"t{n}": Trait("ж" * 200_000, at) for n in range(4)})
+
+    def decide(snapshot):
+        return Plan(outcome=Outcome("ev-huge", "created", "p-huge"), profiles=[huge])
+
+    if type(store).__name__ == "MemoryStore":
+        pytest.skip("only Firestore limits a document's size; the engine keeps profiles below it")
+    with pytest.raises(Unstorable):
+        store.transact([], "ev-huge", decide)
+    assert issubclass(Unstorable, StoreError) and store.get_profile("p-huge") is None
+
+
+# --- 4b. a profile never grows past what the store holds -----------------------------------------
+
+
+def test_trait_names_past_the_profiles_cap_are_refused_as_conflicts(rt):
+    from svyaz.domain.merge import MAX_PROFILE_TRAITS
+
+    for batch in range(3):  # 50 new names per event: the third event finds the profile full
+        traits = {f"trait_{batch}_{n:02d}": "x" * 1000 for n in range(50)}
+        assert collect(page(f"tr-{batch}", traits=traits)).status_code == 202
+    deliver_all(rt)
+    outcomes = [json.loads(m.data) for m in rt.publisher.drain(rt.settings.profile_updates_topic)]
+    assert [o["status"] for o in outcomes] == ["created", "unchanged", "conflict"]
+    refused = outcomes[-1]["conflicts"]
+    assert len(refused) == 50 and all(c["kind"] == "trait" for c in refused)
+    assert "at most" in refused[0]["reason"] and "x" * 10 not in json.dumps(refused)
+    customer = profile(rt, "client_id", "visitor-1")
+    assert len(customer.traits) == MAX_PROFILE_TRAITS
+    assert client("profiles").get(f"/profiles/{customer.profile_id}", headers=READ).status_code == 200
+    # A known trait is still updated: only new names are refused.
+    collect(page("tr-3", timestamp="2026-11-02T10:00:00Z", traits={"trait_0_00": "new"}))
+    deliver_all(rt)
+    assert profile(rt, "client_id", "visitor-1").traits["trait_0_00"].value == "new"
+
+
+def test_an_event_that_would_grow_a_profile_past_the_safe_size_is_a_conflict(rt, monkeypatch):
+    from svyaz.domain import merge
+
+    assert collect(page("s-1", traits={"city": "Kazan"})).status_code == 202
+    deliver_all(rt)
+    monkeypatch.setattr(merge, "SAFE_PROFILE_BYTES", 3_000)
+    grow = page("s-2", timestamp="2026-11-02T10:00:00Z", traits={"about": "ж" * 1000, "bio": "ж" * 1000})
+    assert collect(grow).status_code == 202
+    deliver_all(rt)
+    [outcome] = [json.loads(m.data) for m in rt.publisher.drain(rt.settings.profile_updates_topic)][-1:]
+    assert outcome["status"] == "conflict" and outcome["conflicts"][0]["kind"] == "profile"
+    customer = profile(rt, "client_id", "visitor-1")
+    assert set(customer.traits) == {"city"}  # nothing of the refused event was written
+    assert client("profiles").delete(f"/profiles/{customer.profile_id}", headers=READ).status_code == 202

@@ -99,7 +99,7 @@ def test_svyaz_serve_prints_its_urls_and_stops_cleanly_on_ctrl_c():
         if process.poll() is None:
             process.kill()
     assert process.returncode == 0
-    assert "stopped: 1 events applied, 0 given up, 0 left unapplied" in out
+    assert "stopped: 1 events applied, 0 rejected, 0 given up, 0 left unapplied" in out
 
 
 @pytest.mark.emulator

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
 from datetime import timedelta
 from functools import cached_property
 
@@ -21,12 +22,41 @@ from svyaz.app.service import IdentityService
 from svyaz.identity.policy import Policy
 
 
+class Rejections:
+    """Messages the worker acknowledged without applying them (poison: they can never apply):
+    counted, and the latest kept by message id with the event id and reason, so ``svyaz serve``
+    reports them and tests can see them. No personal data: ids and reasons only."""
+
+    def __init__(self, keep: int = 1000) -> None:
+        self.count = 0
+        self._keep = keep
+        self._recent: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def record(self, message_id: str, label: str, reason: str) -> None:
+        with self._lock:
+            self.count += 1
+            self._recent[message_id] = (label, reason)
+            while len(self._recent) > self._keep:
+                self._recent.popitem(last=False)
+
+    def __contains__(self, message_id: object) -> bool:
+        with self._lock:
+            return message_id in self._recent
+
+    def labels(self) -> list[str]:
+        """The event ids (or message ids) of the latest rejected messages, oldest first."""
+        with self._lock:
+            return [label for label, _ in self._recent.values()]
+
+
 class Runtime:
     def __init__(
         self, settings: Settings, publisher: Publisher | None = None, store: Store | None = None
     ) -> None:
         self.settings = settings
         self.policy: Policy = settings.identity_policy  # validated at start-up: a bad policy stops here
+        self.rejected = Rejections()
         if publisher is not None:
             self.__dict__["publisher"] = publisher
         if store is not None:

@@ -16,10 +16,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
-from svyaz.adapters.store.base import Duplicate, Store, StoreError
+from svyaz.adapters.store.base import Duplicate, Store, StoreError, Unstorable
 from svyaz.domain.events import Event
 from svyaz.domain.merge import (
     ChainTooLong,
+    InvalidEvent,
     Observation,
     Plan,
     fast_path_owner,
@@ -111,8 +112,17 @@ class IdentityService:
         self.stats = {"fast_path": 0, "fast_path_fallbacks": 0, "transactions": 0, "duplicates": 0, "jobs": 0}
 
     def apply(self, event: Event) -> Outcome:
-        """Apply an event exactly once. Raises ``InvalidEvent`` for an event that can never
-        apply, ``StoreError`` (``Contention``) or ``ChainTooLong`` for a transient failure."""
+        """Apply an event exactly once. Raises only ``InvalidEvent`` for an event that can never
+        apply (including one the store refuses to hold for good, ``Unstorable``), ``ProfileBusy``
+        while a profile it changes is being split, and ``StoreError`` (``Contention``) or
+        ``ChainTooLong`` for a transient failure: retry later. Any other exception is a bug: the
+        worker lets the queue redeliver it and finally dead-letter it."""
+        try:
+            return self._apply(event)
+        except Unstorable as exc:
+            raise InvalidEvent(str(exc)) from exc
+
+    def _apply(self, event: Event) -> Outcome:
         observation = observe(event, self.policy)
         applied = self._fast_path(observation) if may_take_fast_path(observation) else None
         outcome, jobs = applied if applied is not None else self._transaction(observation)

@@ -94,13 +94,23 @@ def run(args: argparse.Namespace) -> int:
     return 0 if left == 0 and not service.worker.given_up else 1
 
 
+def _ids(labels: list[str]) -> str:
+    return ", ".join(labels[:20]) + (f" and {len(labels) - 20} more" if len(labels) > 20 else "")
+
+
 def stop_summary(worker, left: int, refused: int = 0) -> str:
-    """What happened to every event: applied, given up (by id), left in the queue, or refused."""
+    """What happened to every event: applied, rejected as poison (acknowledged, never
+    applicable), given up after retries (by id), left in the queue, or refused."""
     given_up = worker.given_up
-    text = f"stopped: {worker.applied} events applied, {len(given_up)} given up, {left} left unapplied"
+    rejected = worker.rt.rejected
+    text = (
+        f"stopped: {worker.applied} events applied, {rejected.count} rejected, "
+        f"{len(given_up)} given up, {left} left unapplied"
+    )
+    if rejected.count:
+        text += f"\n  rejected (can never apply; reasons in the log above): {_ids(rejected.labels())}"
     if given_up:
-        shown = ", ".join(given_up[:20]) + (f" and {len(given_up) - 20} more" if len(given_up) > 20 else "")
-        text += f"\n  given up (not applied; see the log above for why): {shown}"
+        text += f"\n  given up (not applied; see the log above for why): {_ids(given_up)}"
     if refused:
         text += f"\n  {refused} events refused with 503 while the queue was full (their senders retry)"
     return text

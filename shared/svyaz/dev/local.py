@@ -116,6 +116,8 @@ class Worker:
         envelope = cloud_event_for(message, settings.gcp_project, settings.events_topic, self.subscription)
         attributes = {k: v for k, v in envelope.items() if k != "data"}
         self.process_event(CloudEvent(attributes, envelope["data"]))
+        if message.message_id in self.rt.rejected:
+            return  # acknowledged as poison: counted by the runtime, not applied
         if message.attributes.get("kind") not in JOB_KINDS:  # follow-up jobs are not events
             with self._lock:
                 self.applied += 1

@@ -11,6 +11,7 @@ they say, so every rule of the design page lives in this file.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -396,6 +397,11 @@ def plan_event(observation: Observation, snapshot: Snapshot, policy: Policy, new
     fold_losers(work, group)
     moved, attached = move_devices(work, group, observation, snapshot, policy)
     touchpoint = record_event(work, group, observation, snapshot.previous)
+    if (full := oversized(work.survivor)) is not None:
+        # Nothing of the event is written but its outcome: the stored profile stays readable.
+        conflict = Outcome(observation.event.event_id, "conflict", None, dropped=list(observation.dropped))
+        conflict.conflicts.append(full)
+        return Plan(outcome=conflict)
     outcome = decide_outcome(work, group, observation, moved, attached)
     profiles = _written_profiles(work, snapshot)
     outcome.version = work.survivor.version
@@ -554,8 +560,10 @@ def fold_losers(work: Working, group: Group) -> None:
         survivor.last_order_at = _latest(survivor.last_order_at, loser.last_order_at)
         for kind, n in loser.identifier_counts.items():
             survivor.count(kind, n)
-        for name, trait in loser.traits.items():
-            _set_trait(survivor, name, trait)
+        refused = [
+            name for name, trait in sorted(loser.traits.items()) if not _set_trait(survivor, name, trait)
+        ]
+        group.conflicts.extend(trait_conflicts(refused, loser.profile_id))
         tombstone = loser.copy()
         tombstone.status, tombstone.merged_into = "merged", survivor.profile_id
         tombstone.identifier_counts, tombstone.traits, tombstone.counters = {}, {}, {}
@@ -598,8 +606,12 @@ def record_event(
     """The event itself: its traits (last write wins by event time), its touchpoint with the
     identifiers that joined as evidence, and for an order the latest status by event time."""
     event, survivor = observation.event, work.survivor
-    for name, value in event.traits.items():
-        _set_trait(survivor, name, Trait(value, event.timestamp))
+    refused = [
+        name
+        for name, value in event.traits.items()
+        if not _set_trait(survivor, name, Trait(value, event.timestamp))
+    ]
+    group.conflicts.extend(trait_conflicts(refused))
     kept = set(group.joined)
     evidence = Observation(
         event,
@@ -723,8 +735,35 @@ def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
     return b if a is None else a if b is None else max(a, b)
 
 
-def _set_trait(profile: Profile, name: str, trait: Trait) -> None:
+# A profile keeps at most this many trait names: with names of 128 characters and values of
+# 1000 (the event validation's bounds) its traits stay far below Firestore's 1 MiB document.
+MAX_PROFILE_TRAITS = 100
+# What the engine lets one profile document grow to (Firestore's limit is 1 MiB, less overhead).
+SAFE_PROFILE_BYTES = 800_000
+
+
+def trait_conflicts(names: list[str], profile_id: str | None = None) -> list[Dropped]:
+    """Refused trait names as conflicts (the name, never the value: it may be personal data)."""
+    reason = f"the profile keeps at most {MAX_PROFILE_TRAITS} traits"
+    return [Dropped("trait", f"{name}: {reason}", profile_id) for name in names]
+
+
+def _set_trait(profile: Profile, name: str, trait: Trait) -> bool:
+    """Set a trait by last write wins; False for a new name the profile has no room for (past
+    the cap, which name a merge keeps depends on the order of merges)."""
     current = profile.traits.get(name)
+    if current is None and len(profile.traits) >= MAX_PROFILE_TRAITS:
+        return False
     # Last write wins by event time; equal times break by value so any delivery order agrees.
     if current is None or (trait.at, repr(trait.value)) > (current.at, repr(current.value)):
         profile.traits[name] = trait
+    return True
+
+
+def oversized(profile: Profile) -> Dropped | None:
+    """A conflict when the profile's document would pass ``SAFE_PROFILE_BYTES``: the event that
+    would grow it so is refused (its outcome says why), never a write that fails on every retry."""
+    size = len(json.dumps(profile.to_doc(), default=str, ensure_ascii=False).encode())
+    if size <= SAFE_PROFILE_BYTES:
+        return None
+    return Dropped("profile", f"the profile would pass {SAFE_PROFILE_BYTES} bytes", profile.profile_id)

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from svyaz.adapters.queue import JOB_KINDS, Message, outcome_message, split_message
+from svyaz.adapters.queue import JOB_KINDS, Message, QueueUnavailable, outcome_message, split_message
 from svyaz.app.runtime import Runtime
 from svyaz.app.splits import Splitter
 from svyaz.app.warehouse import touchpoint_message
@@ -136,8 +136,29 @@ def _split(message: Message, runtime: Runtime) -> None:
 
 
 def handle_cloud_event(data: dict[str, Any], event_id: str, runtime: Runtime) -> Outcome | None:
+    message: Message | None = None
     try:
-        return apply_message(decode(data), runtime)
+        message = decode(data)
+        return apply_message(message, runtime)
     except PoisonMessage as exc:
-        log.error("message dropped (acknowledged): %s", exc, extra={"svyaz": {"message_id": event_id}})
+        reject(message, event_id, str(exc), runtime)
         return None
+
+
+def reject(message: Message | None, message_id: str, reason: str, runtime: Runtime) -> None:
+    """A message that can never apply: acknowledged (it never loops), and never silent: logged
+    with its ids and reason, counted (``runtime.rejected``: ``svyaz serve``'s summary) and
+    published on the profile-updates topic as ``status: rejected`` for downstream systems."""
+    label = (message.attributes.get("event_id") if message is not None else None) or message_id
+    runtime.rejected.record(message_id, label, reason)
+    log.error(
+        "message rejected (acknowledged, not applied): %s",
+        reason,
+        extra={"svyaz": {"message_id": message_id, "event_id": label, "reason": reason}},
+    )
+    body = {"status": "rejected", "event_id": label, "message_id": message_id, "reason": reason}
+    update = Message(json.dumps(body).encode(), {"status": "rejected", "event_id": label})
+    try:
+        runtime.publisher.publish(runtime.settings.profile_updates_topic, [update])
+    except QueueUnavailable:
+        log.error("rejection not published", extra={"svyaz": {"message_id": message_id}})

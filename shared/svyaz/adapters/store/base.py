@@ -77,6 +77,12 @@ class StoreError(RuntimeError):
     """The store failed; nothing of the event was written."""
 
 
+class Unstorable(StoreError):
+    """The store refuses this write for good (a value or a document it cannot hold): retrying
+    the event can never succeed, so the worker treats it as poison, not as a transient error.
+    The event validation (``domain.validation``) exists so that this never happens."""
+
+
 class Contention(StoreError):
     """The transaction kept losing to concurrent ones (ABORTED / lock timeouts) and retries ran
     out. Nothing was written; the caller should retry the whole event later (Pub/Sub will)."""

@@ -28,6 +28,7 @@ from svyaz.adapters.store.base import (
     Ref,
     Store,
     StoreError,
+    Unstorable,
     Write,
     touchpoint_from_doc,
 )
@@ -39,6 +40,15 @@ T = TypeVar("T")
 # Errors after which the same transaction may succeed if tried again.
 RETRYABLE = (gexc.Aborted, gexc.ServiceUnavailable, gexc.DeadlineExceeded)
 IN_QUERY_LIMIT = 30  # Firestore's cap on values in an "in" filter
+
+
+def classified(what: str, exc: Exception) -> StoreError:
+    """Any other API error, decided once: an argument Firestore refuses (a document over 1 MiB,
+    a field it cannot hold) never succeeds on retry (``Unstorable``: poison); anything else
+    (permissions, internal errors, quota) may, so it is a transient ``StoreError``."""
+    if isinstance(exc, gexc.InvalidArgument):
+        return Unstorable(f"{what}: Firestore cannot hold it ({type(exc).__name__})")
+    return StoreError(f"{what}: {type(exc).__name__}")
 
 
 class FirestoreStore(Store):
@@ -107,6 +117,8 @@ class FirestoreStore(Store):
             self.attempts["contention"] += 1
             name = type(exc).__name__
             raise Contention(f"transaction gave up after {self.max_attempts} attempts ({name})") from exc
+        except gexc.GoogleAPICallError as exc:
+            raise classified("transaction", exc) from exc
 
     def _stage(self, target: Any, write: Write) -> None:
         """Add one write to a transaction or a batch (same API)."""
@@ -136,6 +148,8 @@ class FirestoreStore(Store):
                 raise Conflict(str(exc)) from exc
             except (*RETRYABLE, gexc.ResourceExhausted) as exc:
                 raise StoreError(f"write failed: {type(exc).__name__}") from exc
+            except gexc.GoogleAPICallError as exc:
+                raise classified("write", exc) from exc
 
     def _in_chunks(self, collection: str, field: str, values: list[str], op: str = "in") -> Iterator[Any]:
         for start in range(0, len(values), IN_QUERY_LIMIT):
