@@ -126,8 +126,8 @@ def start_bare(directory: Path):
     return server
 
 
-def start_svyaz():
-    from svyaz.adapters.queue import LocalQueue
+def start_svyaz(deadline: float = 2.0, pubsub: bool = False, subscription: str = "svyaz-events-local"):
+    from svyaz.adapters.queue import LocalQueue, PubSubPublisher
     from svyaz.adapters.store.memory import MemoryStore
     from svyaz.app import runtime
     from svyaz.app.config import Settings
@@ -135,9 +135,15 @@ def start_svyaz():
     from svyaz.dev.local import LocalService
 
     key = "benchmark-qr-signing-key-0123456789"
-    settings = Settings(qr_signing_key=key, qr_allowed_hosts=["shop.example"])
-    rt = runtime.build(settings, store=MemoryStore(b"benchmark-pepper"), publisher=LocalQueue())
-    service = LocalService(HOST, 0, rt, quiet=True).start()
+    settings = Settings(
+        qr_signing_key=key,
+        qr_allowed_hosts=["shop.example"],
+        qr_publish_deadline_seconds=deadline,
+        gcp_project="svyaz-bench",
+    )
+    publisher = PubSubPublisher(settings.gcp_project) if pubsub else LocalQueue()
+    rt = runtime.build(settings, store=MemoryStore(b"benchmark-pepper"), publisher=publisher)
+    service = LocalService(HOST, 0, rt, quiet=True, subscription=subscription).start()
     code = qr.QrCode("msk-tverskaya", "warranty-2026", "ext-warranty", TARGET, int(time.time()) + 86400)
     token = qr.sign_code(code, key.encode(), allowed_hosts=["shop.example"])
     return service, f"/qr/{token}"
@@ -148,7 +154,15 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=2000, help="requests per run (default: %(default)s)")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 32], help="concurrency levels")
     parser.add_argument("--max-seconds", type=float, default=60.0, help="time bound of each run")
+    parser.add_argument(
+        "--pubsub",
+        action="store_true",
+        help="publish to a Pub/Sub emulator (started here) and compare publishing before the answer "
+        "(deadline 2 s, the default) with publishing in the background after it (deadline 0)",
+    )
     args = parser.parse_args()
+    if args.pubsub:
+        return compare_publish_modes(args)
 
     import logging
 
@@ -202,6 +216,53 @@ def main() -> int:
         f"{'drained' if drained else 'NOT drained'} {drain_seconds:.1f} s after the last request"
     )
     return 0 if drained and not any(r.errors for r in runs) else 1
+
+
+def compare_publish_modes(args: argparse.Namespace) -> int:
+    """The QR landing on the Pub/Sub emulator: the scan published before the answer (waited for,
+    at most 2 s) against handed to the background batching (not waited for)."""
+    import logging
+
+    from svyaz.dev.emulators import Emulator
+
+    logging.disable(logging.WARNING)
+    with Emulator("pubsub") as emulator:
+        os.environ["PUBSUB_EMULATOR_HOST"] = emulator.host
+        print(
+            f"QR landing, Pub/Sub emulator: {args.requests} GETs per run, Python "
+            f"{platform.python_version()}, {os.cpu_count()} CPUs"
+        )
+        runs: list[Run] = []
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+            for name, deadline in (("background", 0.0), ("before", 2.0)):
+                service, path = start_svyaz(deadline, pubsub=True, subscription=f"bench-{name}")
+                pool.submit(load, service.port, path, WARM_UP, 4, 30).result()
+                for clients in args.clients:
+                    sent, errors, seconds, latencies = pool.submit(
+                        load, service.port, path, args.requests, clients, args.max_seconds
+                    ).result()
+                    runs.append(Run(name, clients, sent, errors, seconds, latencies))
+                service.worker.wait_idle(60)
+                service.stop()
+    print(
+        f"{'publish':<11}{'clients':>8}{'requests':>10}{'errors':>8}{'req/s':>10}{'p50 ms':>9}{'p95 ms':>9}"
+    )
+    for run in runs:
+        print(
+            f"{run.name:<11}{run.clients:>8}{run.requests:>10}{run.errors:>8}{run.rate:>10.0f}"
+            f"{run.percentile(50):>9.2f}{run.percentile(95):>9.2f}"
+        )
+    for clients in args.clients:
+        background = next(r for r in runs if r.name == "background" and r.clients == clients)
+        before = next(r for r in runs if r.name == "before" and r.clients == clients)
+        p50 = before.percentile(50) - background.percentile(50)
+        p95 = before.percentile(95) - background.percentile(95)
+        print(
+            f"  {clients:>2} clients: before - background: p50 {p50:+.2f} ms, p95 {p95:+.2f} ms, "
+            f"throughput x{before.rate / background.rate:.2f}"
+        )
+    return 0 if not any(r.errors for r in runs) else 1
 
 
 if __name__ == "__main__":

@@ -476,3 +476,69 @@ def test_qr_target_is_never_taken_from_the_request(bridge):
     )
     assert response.status_code == 302
     assert urlsplit(response.headers["Location"]).hostname == "shop.example"
+
+
+class _Recorder(LocalQueue):
+    """Records how the landing hands the scan over: waited for, and with which deadline."""
+
+    def __init__(self, fail: bool = False) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, float | None]] = []
+        self.fail = fail
+
+    def publish_within(self, topic, messages, seconds):
+        self.calls.append(("within", seconds))
+        if self.fail:
+            from svyaz.adapters.queue import QueueUnavailable
+
+            raise QueueUnavailable("broker slower than the deadline")
+        self.publish(topic, messages)
+
+    def publish_nowait(self, topic, messages):
+        self.calls.append(("nowait", None))
+        self.publish(topic, messages)
+
+
+def _landing_with(publisher: LocalQueue, **overrides) -> Bridge:
+    settings = Settings(qr_signing_key=QR_KEY, qr_allowed_hosts=["shop.example"], **overrides)
+    rt = runtime.build(settings, store=MemoryStore(PEPPER), publisher=publisher)
+    runtime.install(rt)
+    return Bridge(rt, publisher)
+
+
+def test_the_scan_is_published_before_the_answer_within_a_short_deadline():
+    """A CPU-throttled platform may never run a publish left for after the response."""
+    recorder = _Recorder()
+    try:
+        bridge = _landing_with(recorder)
+        response = bridge.client("qr_landing").get(f"/qr/{token_for()}")
+        assert response.status_code == 302
+        assert recorder.calls == [("within", 2.0)]
+        assert [e.type for e in bridge.queued_events()] == ["qr_scan"]
+
+        recorder.calls.clear()
+        _landing_with(recorder, qr_publish_deadline_seconds=0)  # an always-allocated CPU
+        assert bridge.client("qr_landing").get(f"/qr/{token_for()}").status_code == 302
+        assert recorder.calls == [("nowait", None)]
+    finally:
+        runtime.install(None)
+
+
+def test_a_broker_past_the_deadline_costs_the_scan_not_the_redirect_and_is_logged(caplog):
+    import logging
+
+    recorder = _Recorder(fail=True)
+    try:
+        bridge = _landing_with(recorder)
+        records: list[logging.LogRecord] = []
+        handler = logging.Handler()
+        handler.emit = records.append  # type: ignore[method-assign]
+        logging.getLogger("svyaz.qr").addHandler(handler)
+        response = bridge.client("qr_landing").get(f"/qr/{token_for()}")
+        logging.getLogger("svyaz.qr").removeHandler(handler)
+    finally:
+        runtime.install(None)
+    assert response.status_code == 302 and response.headers["Location"] == TARGET
+    [record] = [r for r in records if "qr scan not recorded" in r.getMessage()]
+    assert record.levelname == "ERROR"
+    assert record.svyaz["store_id"] == "msk-tverskaya" and len(record.svyaz["scan_id"]) == 32

@@ -10,6 +10,7 @@ import json
 import logging
 import queue
 import threading
+import time
 import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -144,6 +145,11 @@ class Publisher(ABC):
         requests a person waits on). ``close()`` flushes them, so a clean shutdown loses none."""
         self.publish(topic, messages)
 
+    def publish_within(self, topic: str, messages: list[Message], seconds: float) -> None:
+        """Like ``publish``, waiting at most ``seconds`` for the broker (a person waits on the
+        answer); past it ``QueueUnavailable``."""
+        self.publish(topic, messages)
+
     def close(self) -> None:  # noqa: B027 - optional hook
         pass
 
@@ -212,14 +218,21 @@ class PubSubPublisher(Publisher):
         self.publish_all({topic: messages})
 
     def publish_all(self, batches: dict[str, list[Message]]) -> None:
+        self._publish_all(batches, self.timeout)
+
+    def publish_within(self, topic: str, messages: list[Message], seconds: float) -> None:
+        self._publish_all({topic: messages}, seconds)
+
+    def _publish_all(self, batches: dict[str, list[Message]], timeout: float) -> None:
         # Every message is handed over before waiting: one round trip for several topics.
         try:
             futures = []
             for topic, messages in batches.items():
                 path = self.client.topic_path(self.project, topic)
                 futures += [self._send(path, m) for m in messages]
+            deadline = time.monotonic() + timeout
             for future in futures:
-                future.result(timeout=self.timeout)
+                future.result(timeout=max(0.0, deadline - time.monotonic()))
         except Exception as exc:  # any failure means "not safely queued": the sender retries
             self._resume(batches)
             topics = ", ".join(batches)
@@ -267,11 +280,14 @@ def ensure_topics(project: str, topics: list[str], subscriptions: dict[str, str]
             pass
     for subscription, topic in subscriptions.items():
         try:
+            # A request object: the flattened arguments have no enable_message_ordering.
             subscriber.create_subscription(
-                name=subscriber.subscription_path(project, subscription),
-                topic=publisher.topic_path(project, topic),
-                ack_deadline_seconds=60,
-                enable_message_ordering=True,  # as infra/pubsub.tf: one customer's events in order
+                request={
+                    "name": subscriber.subscription_path(project, subscription),
+                    "topic": publisher.topic_path(project, topic),
+                    "ack_deadline_seconds": 60,
+                    "enable_message_ordering": True,  # as infra/pubsub.tf: one customer's events in order
+                }
             )
         except exceptions.AlreadyExists:
             pass

@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     qr_signing_key: SecretStr = SecretStr("")
     qr_allowed_hosts: CommaList = Field(default_factory=list)
     cookie_name: str = "svyaz_id"
+    # The QR landing publishes the scan before answering, waiting at most this long for the
+    # broker (docs/bridges.md, "What the landing costs"); 0: in the background after the answer.
+    qr_publish_deadline_seconds: float = Field(default=2.0, ge=0, le=10)
     cookie_domain: str | None = None
 
     # The customer journal (/journal/ on the profiles function; docs/journal.md).

@@ -224,14 +224,17 @@ def subpath(request: flask.Request, prefix: str) -> str:
     return path or "/"
 
 
-def publish(runtime: Any, events: list[Any], *, wait: bool = True) -> None:
+def publish(runtime: Any, events: list[Any], *, wait: bool = True, deadline: float | None = None) -> None:
     """Put events on the events topic; a queue that is down is a 503 the sender retries.
-    ``wait=False`` hands them to the publisher's background batching."""
+    ``wait=False`` hands them to the publisher's background batching; ``deadline`` waits for the
+    broker at most that many seconds."""
     from svyaz.adapters.queue import QueueUnavailable, event_message
 
     messages = [event_message(e) for e in events]
     try:
-        if wait:
+        if deadline is not None:
+            runtime.publisher.publish_within(runtime.settings.events_topic, messages, deadline)
+        elif wait:
             runtime.publisher.publish(runtime.settings.events_topic, messages)
         else:
             runtime.publisher.publish_nowait(runtime.settings.events_topic, messages)
@@ -241,7 +244,9 @@ def publish(runtime: Any, events: list[Any], *, wait: bool = True) -> None:
         raise error from None
 
 
-def enqueue(runtime: Any, events: list[Any], *, wait: bool = True) -> tuple[list[str], list[dict[str, str]]]:
+def enqueue(
+    runtime: Any, events: list[Any], *, wait: bool = True, deadline: float | None = None
+) -> tuple[list[str], list[dict[str, str]]]:
     """Queue channel events. Events with nothing to stitch on are left out and reported (the
     sender gets 2xx: retrying would not help)."""
     from svyaz.domain.merge import InvalidEvent, observe
@@ -260,7 +265,7 @@ def enqueue(runtime: Any, events: list[Any], *, wait: bool = True) -> tuple[list
             ignored.append({"event_id": event.event_id, "reason": reason})
             continue
         queued.append(event)
-    publish(runtime, queued, wait=wait)
+    publish(runtime, queued, wait=wait, deadline=deadline)
     return [e.event_id for e in queued], ignored
 
 

@@ -1,7 +1,8 @@
 """``GET /qr/<code>``: the landing of a QR code or NFC card printed in a store.
 
-The shopper waits on this request, so nothing here touches Firestore and the scan is handed to
-the publisher's background batching; the stitching happens in the pipeline. The redirect target
+The shopper waits on this request, so nothing here touches Firestore; the scan is published
+before the answer, waiting at most ``SVYAZ_QR_PUBLISH_DEADLINE_SECONDS`` for Pub/Sub (0: in the
+background, for an always-allocated CPU); the stitching happens in the pipeline. The redirect target
 comes only from the signed code (and the allow-list): never an open redirect.
 """
 
@@ -71,13 +72,20 @@ def handle(request: flask.Request, runtime: Runtime) -> flask.Response:
         # Link previewers and scanners probe with HEAD: no visit, no cookie, no profile.
         return flask.redirect(code.target, 302)
     visitor, new_visitor = _visitor_id(request, settings.cookie_name)
+    scan_id = uuid.uuid4().hex
     try:
-        event = qr.landing_event(code, request.cookies, visitor, datetime.now(UTC), uuid.uuid4().hex)
-        enqueue(runtime, [event], wait=False)
+        event = qr.landing_event(code, request.cookies, visitor, datetime.now(UTC), scan_id)
+        # Published before the answer: a platform that throttles CPU once the response is sent
+        # (Cloud Run functions without always-allocated CPU) could delay or lose a background
+        # publish. A broker slower than the deadline costs the scan, never the redirect.
+        deadline = settings.qr_publish_deadline_seconds
+        enqueue(runtime, [event], wait=False, deadline=deadline if deadline > 0 else None)
     except (ChannelError, HttpError) as exc:
         # The shopper still gets where the code leads; the lost scan is logged (no personal data).
-        log.warning(
-            "qr scan not recorded: %s", type(exc).__name__, extra={"svyaz": {"store_id": code.store_id}}
+        log.error(
+            "qr scan not recorded: %s",
+            type(exc).__name__,
+            extra={"svyaz": {"store_id": code.store_id, "scan_id": scan_id}},
         )
     response = flask.redirect(code.target, 302)
     response.headers["Cache-Control"] = "no-store"
