@@ -20,6 +20,7 @@ logs.configure()
 # framework runs this module inside the context of the app it builds for the target.
 if flask.has_app_context():
     flask.current_app.register_error_handler(Exception, framework_error)
+    flask.current_app.register_error_handler(500, framework_error)  # over the framework's text page
 
 if (target := os.environ.get("FUNCTION_TARGET")) in BY_TARGET:
     runtime.current().settings.require(*BY_TARGET[target].settings)

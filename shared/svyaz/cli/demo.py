@@ -54,10 +54,10 @@ def run_on(runtime, *, port: int = 0, keep: bool = False) -> int:
         print()
         for name, journey in JOURNEYS.items():
             kind, value = next(iter(journey()[0].identifiers.items()))
-            query = urllib.parse.urlencode({"kind": kind, "value": value})
-            profile = _call(f"{service.url}/profiles/lookup?{query}", api_key)
+            query = {"kind": kind, "value": value}
+            profile = _call(f"{service.url}/profiles/lookup", api_key, query)
             touches = _call(f"{service.url}/profiles/{profile['profile_id']}/touchpoints", api_key)
-            print(f"== {name}'s unified profile (GET /profiles/lookup?{query})")
+            print(f"== {name}'s unified profile (POST /profiles/lookup {json.dumps(query)})")
             print(render_text(profile, touches["touchpoints"]))
             print()
         if keep:
@@ -77,8 +77,8 @@ def _keep_serving(service, api_key: str) -> None:
     client.announce(service.url, service.rt.settings.store)
     print(
         f"the service keeps running on {service.url} with these profiles; e.g.\n"
-        f"  curl -s '{service.url}/profiles/lookup?kind=phone&value=%2B79165550102' "
-        f"-H 'Authorization: Bearer {api_key}'\n"
+        f"  curl -s -X POST {service.url}/profiles/lookup -H 'Authorization: Bearer {api_key}' "
+        f"-d '{{\"kind\": \"phone\", \"value\": \"+79165550102\"}}'\n"
         "Ctrl-C stops it.",
         flush=True,
     )

@@ -31,8 +31,15 @@ def site_tag(url: str, key: str) -> str:
     return f'<script async src="{url}{path}" data-write-key="{key}"></script>'
 
 
+def shown_key(name: str, placeholder: str) -> str:
+    """A key for the printed examples: the development value, never a configured one."""
+    value = os.environ.get(name, "").split(",")[0]
+    return value if value == registry.development_values().get(name) else placeholder
+
+
 def examples(url: str) -> str:
-    key, api = os.environ["SVYAZ_WRITE_KEYS"].split(",")[0], os.environ["SVYAZ_API_KEYS"].split(",")[0]
+    key = shown_key("SVYAZ_WRITE_KEYS", "<your write key>")
+    api = shown_key("SVYAZ_API_KEYS", "<your API key>")
     return f"""The site tag, one line on every page of the site:
   {site_tag(url, key)}
 Try it:
@@ -41,7 +48,8 @@ Try it:
          "context": {{"source": "yandex", "medium": "cpc", "campaign": "sofas"}}}}'
   curl -s -X POST {url}/collect -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\
     -d '{{"event_id": "ev-2", "type": "lead", "identifiers": {{"session_id": "1980094328", "phone": "8 (909) 123-45-67"}}}}'
-  curl -s '{url}/profiles/lookup?kind=phone&value=8%20(909)%20123-45-67' -H 'Authorization: Bearer {api}'
+  curl -s -X POST {url}/profiles/lookup -H 'Authorization: Bearer {api}' -H 'Content-Type: application/json' \\
+    -d '{{"kind": "phone", "value": "8 (909) 123-45-67"}}'
   curl -s '{url}/profiles/<profile_id>/touchpoints' -H 'Authorization: Bearer {api}'"""
 
 

@@ -157,7 +157,8 @@ class ServiceClient:
         return self.ok("DELETE", f"/profiles/{urllib.parse.quote(profile_id, safe='')}")
 
     def lookup(self, kind: str, value: str) -> dict[str, Any]:
-        return self.ok("GET", "/profiles/lookup?" + urllib.parse.urlencode({"kind": kind, "value": value}))
+        # POST: the identifier stays out of URLs and access logs.
+        return self.ok("POST", "/profiles/lookup", {"kind": kind, "value": value})
 
 
 def _json(data: bytes) -> Any:

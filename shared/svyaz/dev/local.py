@@ -241,6 +241,15 @@ class Worker:
         return self.pending()
 
 
+class _PrivateHandler(WSGIRequestHandler):
+    """The access log without query strings: they carry personal data (phones, emails) and
+    senders' secrets (call-tracking tokens, the WhatsApp verify token)."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        path = self.path.split("?", 1)[0]
+        self.log("info", '"%s %s %s" %s %s', self.command, path, self.request_version, code, size)
+
+
 class _QuietHandler(WSGIRequestHandler):
     def log_request(self, *args: Any, **kwargs: Any) -> None:
         pass
@@ -264,7 +273,7 @@ class LocalService:
         self.rt = runtime_module.current()
         from svyaz.dev import admin
 
-        handler = _QuietHandler if self.quiet else WSGIRequestHandler
+        handler = _QuietHandler if self.quiet else _PrivateHandler
         app = build_wsgi_app({admin.PREFIX: admin.create_app(self)})
         self.server = make_server(self.host, self.port, app, threaded=True, request_handler=handler)
         self.port = self.server.server_port

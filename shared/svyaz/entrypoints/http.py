@@ -97,6 +97,9 @@ def _answer_headers() -> dict[str, str]:
 def framework_error(exc: Exception) -> flask.Response:
     """Errors raised by Flask or Werkzeug around our handlers (unknown paths, malformed
     requests), as the same JSON answers: registered on every function's app by ``functions/main.py``."""
+    cause = getattr(exc, "original_exception", None)
+    if isinstance(cause, OSError):  # the framework draining a malformed (chunked) body after us
+        return json_response({"error": "invalid_body", "reason": "the body could not be read"}, 400)
     if isinstance(exc, HTTPException) and exc.code is not None and exc.code < 500:
         error = (exc.name or "error").lower().replace(" ", "_")
         return json_response({"error": error, "reason": exc.name or "bad request"}, exc.code)
