@@ -17,6 +17,7 @@ pytestmark = pytest.mark.browser
 GA_COOKIE = "GA1.1.471788507.1650790107"
 YM_UID = "1681971876942937034"
 CALLTOUCH_SESSION = "1980094328"
+CALLTOUCH_CLIENT = "4471922"
 STUB = "<script>window.svyaz=window.svyaz||function(){(svyaz.q=svyaz.q||[]).push(arguments)}</script>"
 
 
@@ -33,7 +34,8 @@ def landing(service_url: str, head: str = "", **attributes: str) -> str:
   document.cookie = "_ga={GA_COOKIE}; path=/";
   document.cookie = "_ym_uid={YM_UID}; path=/";
   window.ct = function (method) {{
-    if (method === "calltracking_params") return {{sessionId: "{CALLTOUCH_SESSION}"}};
+    if (method === "calltracking_params")
+      return {{sessionId: "{CALLTOUCH_SESSION}", clientId: "{CALLTOUCH_CLIENT}"}};
   }};
 </script>
 {STUB}{head}{tag(service_url, **attributes)}</head>
@@ -67,6 +69,8 @@ def test_a_visitor_from_an_ad_who_leaves_a_phone_is_one_profile_with_the_ad_as_f
 ):
     site.add("/sofas", landing(svyaz_service.url))
     site.add("/thanks", thanks(svyaz_service.url))
+    sent = []
+    page.on("request", lambda r: sent.append(r) if r.url.endswith("/v1/batch") else None)
     page.goto(site.url("/sofas?utm_source=yandex&utm_medium=cpc&utm_campaign=sofas-autumn&yclid=7761"))
     page.wait_for_function("window.svyaz && window.svyaz.version")
     page.click("button[type=submit]")  # identify + lead, then the browser leaves for /thanks
@@ -87,6 +91,7 @@ def test_a_visitor_from_an_ad_who_leaves_a_phone_is_one_profile_with_the_ad_as_f
     assert profile.identifiers["ga_client_id"] == ["471788507.1650790107"]
     assert profile.identifiers["ym_client_id"] == [YM_UID]
     assert profile.identifiers["session_id"] == [CALLTOUCH_SESSION]
+    assert profile.identifiers["ct_client_id"] == [CALLTOUCH_CLIENT]
     assert profile.identifiers["phone"] == ["+79091234567"]
     assert profile.first_touch.attribution == {
         "source": "yandex",
@@ -95,6 +100,9 @@ def test_a_visitor_from_an_ad_who_leaves_a_phone_is_one_profile_with_the_ad_as_f
     }
     # The thank-you page view is the same visitor: the cookie was kept, not made again.
     assert profile.counters["type_page"] == 2 and profile.counters["type_identify"] == 1
+    # Beacons (Chromium's "ping" requests): no header of ours, the write key in the body.
+    assert sent and all(r.resource_type == "ping" and r.method == "POST" for r in sent)
+    assert all("authorization" not in r.headers and f'"writeKey":"{WRITE_KEY}"' in r.post_data for r in sent)
     assert page_errors == []
 
 
