@@ -164,3 +164,16 @@ def test_the_page_still_works_when_the_service_is_unreachable(svyaz_service, sit
     page.click("button[type=submit]")
     page.wait_for_selector("#done")
     assert page_errors == []
+
+
+def test_when_a_beacon_is_refused_the_tag_falls_back_to_fetch_keepalive(
+    svyaz_service, site, page, page_errors
+):
+    page.add_init_script("navigator.sendBeacon = function () { return false; };")  # e.g. over quota
+    sent = []
+    page.on("request", lambda r: sent.append(r) if r.url.endswith("/v1/batch") else None)
+    page.goto(site.add("/sofas", landing(svyaz_service.url)) + "?utm_source=yandex")
+    profile = wait_for_profile(svyaz_service, "ym_client_id", YM_UID, until=lambda p: True)
+    assert profile.first_touch.attribution == {"source": "yandex"}
+    assert sent and all(r.resource_type == "fetch" and "authorization" not in r.headers for r in sent)
+    assert page_errors == []
