@@ -92,6 +92,7 @@ class Delivery:
     raw_lost_s: float = 0.0  # the raw transaction's failed attempts and backoff
     raw_failures: int = 0
     raw_cpu_s: float = 0.0
+    equivalent_s: float | None = None  # the fast path's own round trips, engine-free
     job: Job | None = None  # a follow-up job the service published (its own delivery)
     ordering_key: str = ""  # the Pub/Sub ordering key the event is published with
 
@@ -383,7 +384,34 @@ def raw_replay(
     stats = _run_workers(applied, workers, step, progress, "raw")
     stats.retries, stats.lock_timeouts = backend.retries, backend.lock_timeouts
     stats.dead_lettered = sum(1 for d in applied if d.raw_failures >= max_failures)
+    _equivalent_replay(backend, applied, workers, event_key)
     return stats
+
+
+def _equivalent_replay(
+    backend: RawBackend, applied: Sequence[Delivery], workers: int, event_key: Callable[[str], str]
+) -> None:
+    """The fast path's own round trips, engine-free (``RawBackend.fast_path``): the ratio to it
+    is what svyaz's code costs, the ratio to the raw limit what its design costs as well."""
+    fast = [d for d in applied if d.kind == "no_change" and d.trace and d.trace.path == FAST]
+    work = {
+        d.index: partial(
+            backend.fast_path,
+            d.trace.identifier_keys,
+            event_key(d.event.event_id),
+            d.trace.touchpoint_doc or {},
+        )
+        for d in fast
+        if d.trace is not None and d.event is not None
+    }
+
+    def step(delivery: Delivery) -> bool:
+        started = time.perf_counter()
+        work[delivery.index]()
+        delivery.equivalent_s = time.perf_counter() - started
+        return True
+
+    _run_workers(fast, workers, step, False, "equivalent")
 
 
 # --- accuracy -------------------------------------------------------------------------------
@@ -511,6 +539,10 @@ def class_stats(group: Sequence[Delivery], with_raw: bool) -> dict[str, Any]:
         stats["net_service_ms_mean"] = round(1000 * net, 3)
         stats["raw_net_service_ms_mean"] = round(1000 * raw_net, 3)
         stats["ratio_net"] = round(raw_net / net, 4) if net else None
+    equivalent = [d.equivalent_s for d in group if d.equivalent_s is not None]
+    if with_raw and equivalent and len(equivalent) == len(group):
+        stats["equivalent_service_ms_mean"] = round(1000 * _mean(equivalent), 3)
+        stats["ratio_equivalent"] = round(_mean(equivalent) / _mean(service), 4) if _mean(service) else None
     return stats
 
 
@@ -579,6 +611,9 @@ def summarize(
             "overall": round(raw_run.elapsed_s / run.elapsed_s, 3) if run.elapsed_s else None,
             "no_change": classes["no_change"].get("ratio"),
             "no_change_via_fast_path": classes["no_change"][f"via_{FAST}"].get("ratio"),
+            "no_change_via_fast_path_vs_equivalent": classes["no_change"][f"via_{FAST}"].get(
+                "ratio_equivalent"
+            ),
             "no_change_via_transaction": classes["no_change"][f"via_{TRANSACTION}"].get("ratio"),
             "linking": classes["linking"].get("ratio"),
             "duplicate": classes["duplicate"].get("ratio"),

@@ -35,6 +35,10 @@ class RawBackend(Protocol):
 
     def duplicate(self, identifier_keys: list[str]) -> float: ...
 
+    def fast_path(self, identifier_keys: list[str], touchpoint_id: str, doc: dict[str, Any]) -> float:
+        """svyaz's own fast-path round trips with no engine: one read round (the records, the
+        idempotency record, the touchpoint), the touchpoint's create, the owner's state read."""
+
 
 class MemoryRaw:
     """Plain dict reads and writes under the store's own lock (its transaction semantics)."""
@@ -64,6 +68,17 @@ class MemoryRaw:
         with self.lock:
             for key in identifier_keys:
                 self.identifiers.get(key)
+        return 0.0
+
+    def fast_path(self, identifier_keys: list[str], touchpoint_id: str, doc: dict[str, Any]) -> float:
+        with self.lock:
+            for key in identifier_keys:
+                self.identifiers.get(key)
+            self.mirror.get(f"touchpoints/{touchpoint_id}")
+        with self.lock:
+            self.mirror[f"touchpoints/{touchpoint_id}"] = doc
+        with self.lock:
+            self.mirror.get("profiles/state")
         return 0.0
 
 
@@ -127,6 +142,14 @@ class FirestoreRaw:
 
     def duplicate(self, identifier_keys: list[str]) -> float:
         list(self.client.get_all([self._identifiers.document(key) for key in identifier_keys]))
+        return 0.0
+
+    def fast_path(self, identifier_keys: list[str], touchpoint_id: str, doc: dict[str, Any]) -> float:
+        refs = [self._identifiers.document(key) for key in identifier_keys]
+        target = self._mirrored(f"fast-{touchpoint_id}")
+        list(self.client.get_all([*refs, target, self._mirrored(f"processed-{touchpoint_id}")]))
+        target.create(doc)
+        self._mirrored("profiles-state").get(field_paths=["status"])
         return 0.0
 
 
