@@ -58,3 +58,25 @@ def test_indexes_follow_every_write(policy, n):
         assert all(store.docs["identifiers"][key]["profile_id"] == profile_id for key in keys)
     indexed = {key for keys in store._index["identifiers"].values() for key in keys}
     assert indexed == set(store.docs["identifiers"])
+
+
+def test_folds_are_debounced_and_the_last_events_still_get_folded(policy):
+    from svyaz.adapters.store.base import FoldLater
+    from svyaz.app.service import PendingJobs
+    from svyaz.domain.model import to_ms
+
+    store = MemoryStore(PEPPER)
+    jobs = PendingJobs()
+    service = IdentityService(store, policy, jobs=jobs)
+    profile_id = service.apply(event({"client_id": "c1"})).profile_id
+    assert store.fold(profile_id) and store._profile_doc(profile_id).counters == {"events": 1, "type_page": 1}
+    service.apply(event({"client_id": "c1"}, minutes=1))
+    [fold] = [j for j in jobs.jobs if j.kind == "fold" and int(j.target) > 0][-1:]
+    with pytest.raises(FoldLater):  # folded a moment ago: Pub/Sub retries it after its backoff
+        service.run_job(fold)
+    assert store._profile_doc(profile_id).counters["events"] == 1  # the document waits...
+    assert store.lookup(Identifier("client_id", "c1")).counters["events"] == 2  # ...reads do not
+    service.run_job(fold, debounce=False)  # the retry, once the interval has passed
+    assert store._profile_doc(profile_id).counters["events"] == 2
+    late = to_ms(store._profile_doc(profile_id).last_seen)
+    assert not store.fold(profile_id, published_ms=late - 5_000)  # covered by a later fold: one read

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
-from svyaz.adapters.store.base import Duplicate, Store, StoreError, Unstorable
+from svyaz.adapters.store.base import FOLD_INTERVAL_MS, Duplicate, Store, StoreError, Unstorable
 from svyaz.domain.events import Event
 from svyaz.domain.merge import (
     ChainTooLong,
@@ -61,7 +61,7 @@ class RunAfterEvent:
         assert self.service is not None
         for job in jobs:
             try:
-                self.service.run_job(job)
+                self.service.run_job(job, debounce=False)
             except (StoreError, ChainTooLong) as exc:
                 log.warning("follow-up job failed: %s", type(exc).__name__, extra={"svyaz": job.as_dict()})
 
@@ -83,7 +83,7 @@ class PendingJobs:
         while self.jobs and failed_in_a_row <= len(self.jobs):
             job = self.jobs.pop(0)
             try:
-                service.run_job(job)
+                service.run_job(job, debounce=False)
             except (StoreError, ChainTooLong):
                 self.jobs.append(job)
                 failed_in_a_row += 1
@@ -187,9 +187,11 @@ class IdentityService:
         return plan.outcome, plan.jobs
 
     # --- follow-up jobs -----------------------------------------------------------------------
-    def run_job(self, job: Job) -> None:
+    def run_job(self, job: Job, debounce: bool = True) -> None:
         """Run one follow-up job. Idempotent: it recomputes from what is stored. Raises
-        ``StoreError`` on a transient failure (the message is redelivered)."""
+        ``StoreError`` on a transient failure, ``FoldLater`` for a fold that must wait (the
+        message is redelivered). ``debounce=False``: fold now (scripts and tests, which have no
+        redelivery)."""
         self.stats["jobs"] += 1
         if job.kind == "repoint":
             self.store.repoint(job.subject, job.target)
@@ -198,7 +200,7 @@ class IdentityService:
         elif job.kind == "sweep":
             self.store.erase(job.subject)
         elif job.kind == "fold":
-            self.store.fold(job.subject, int(job.target or 0))
+            self.store.fold(job.subject, int(job.target or 0), FOLD_INTERVAL_MS if debounce else 0)
         else:  # pragma: no cover - Job.from_dict refuses other kinds
             raise ValueError(f"unknown job kind {job.kind!r}")
 

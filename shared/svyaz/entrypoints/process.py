@@ -15,7 +15,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from svyaz.adapters.queue import JOB_KINDS, Message, QueueUnavailable, outcome_message, split_message
+from svyaz.adapters.queue import (
+    JOB_KINDS,
+    LocalQueue,
+    Message,
+    QueueUnavailable,
+    outcome_message,
+    split_message,
+)
 from svyaz.app.runtime import Runtime
 from svyaz.app.splits import Splitter
 from svyaz.app.warehouse import touchpoint_message
@@ -74,13 +81,15 @@ def apply_message(message: Message, runtime: Runtime) -> Outcome | None:
 
 
 def _job(message: Message, runtime: Runtime) -> None:
-    """A follow-up job (re-pointing, order credit, erasure sweep): idempotent, so a redelivery
-    is harmless; a transient failure raises and Pub/Sub retries it."""
+    """A follow-up job (re-pointing, order credit, fold, erasure sweep): idempotent, so a
+    redelivery is harmless; a transient failure, or a fold that must wait (``FoldLater``),
+    raises and Pub/Sub retries it after its backoff. The embedded queue has no such backoff (and
+    its memory store no write limit): it folds at once."""
     try:
         job = Job.from_dict(json.loads(message.data))
     except (ValueError, TypeError, AttributeError):
         raise PoisonMessage("invalid follow-up job") from None
-    runtime.service.run_job(job)
+    runtime.service.run_job(job, debounce=not isinstance(runtime.publisher, LocalQueue))
     log.info("follow-up job done", extra={"svyaz": job.as_dict()})
 
 

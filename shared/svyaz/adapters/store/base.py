@@ -56,6 +56,7 @@ IDENTIFIERS, PROFILES, TOUCHPOINTS, PROCESSED = "identifiers", "profiles", "touc
 BLOCKLIST, AUDIT, SPLITS, SPLIT_PARTS = "blocklist", "audit", "splits", "split_parts"
 COLLECTIONS = (IDENTIFIERS, PROFILES, TOUCHPOINTS, PROCESSED, BLOCKLIST, AUDIT, SPLITS, SPLIT_PARTS)
 FOLD_SKEW_MS = 1000  # clocks of two workers may differ this much (a fold skips only when surely later)
+FOLD_INTERVAL_MS = 10_000  # a profile document is folded at most about once per interval
 GONE = datetime(1970, 1, 1, tzinfo=UTC)
 # What the fast path reads of a profile after its write: is it still the active owner, and
 # does a late touch need its orders credited again.
@@ -90,6 +91,10 @@ class Contention(StoreError):
 
 class Duplicate(StoreError):
     """A ``create`` found its document already there (the event was applied before)."""
+
+
+class FoldLater(StoreError):
+    """The profile was folded a moment ago: the fold job is retried later (debounce)."""
 
 
 class Conflict(StoreError):
@@ -540,15 +545,19 @@ class Store(ABC):
             yield self.assemble(profile) if profile.status == "active" else profile
 
     # --- the fold job: aggregates onto the profile document, off the events' path -----------
-    def fold(self, profile_id: str, published_ms: int = 0) -> bool:
+    def fold(self, profile_id: str, published_ms: int = 0, interval_ms: int = 0) -> bool:
         """Fold the aggregates of the family (``aggregates``) onto the active profile's document,
-        for queries across customers. Skipped when a fold that started after the job was
-        published did it (debounce: a busy customer's many jobs cost one read each). A fold
-        never overwrites a later one. Returns whether it wrote."""
+        for queries across customers. Debounced: skipped when a fold that started after the job
+        was published did it (one read), and ``FoldLater`` when the last fold is younger than
+        ``interval_ms`` (the job is retried after Pub/Sub's backoff, so a busy customer's
+        profile is written at most about once per interval, and the last events still get
+        folded). A fold never overwrites a later one. Returns whether it wrote."""
         profile = self.active_profile(profile_id)
         if profile is None or profile.folded_ms >= published_ms + FOLD_SKEW_MS:
             return False
         started = to_ms(datetime.now(UTC))
+        if interval_ms and started - profile.folded_ms < interval_ms:
+            raise FoldLater(f"profile folded {started - profile.folded_ms} ms ago")
         totals = self.aggregates(self.family(profile.profile_id))
         first_touch, last_touch = totals.first_touch, totals.last_touch
         fields: dict[str, Any] = {
