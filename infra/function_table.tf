@@ -33,12 +33,12 @@ locals {
       timeout       = 60
     }
     profiles = {
-      description   = "Profile read API and explanation; erasure and split requests (queued on the events topic); the blocklist"
+      description   = "Profile read API and explanation; erasure and split requests (queued on the events topic); the blocklist; the customer journal"
       short         = "profiles"
       public        = true
       publishes_to  = ["events"]
       project_roles = ["roles/datastore.user"]
-      secrets       = ["SVYAZ_API_KEYS", "SVYAZ_PEPPER"]
+      secrets       = ["SVYAZ_API_KEYS", "SVYAZ_PEPPER", "SVYAZ_JOURNAL_SECRET", "SVYAZ_JOURNAL_KEYS"]
       timeout       = 30
     }
     qr_landing = {

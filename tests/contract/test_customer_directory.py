@@ -126,3 +126,9 @@ def test_totals_cost_a_fixed_number_of_reads_not_one_per_customer(service):
     assert totals.customers == 40 and totals.with_orders == 40 and len(totals.top) == 3
     if type(directory).__name__ == "FirestoreDirectory":
         assert directory.reads == 6 + 3  # six aggregation queries and the top three customers
+
+
+def test_touches_before_the_first_order(shop):
+    [boris] = shop.search(Search(identifiers=(Identifier("client_id", "boris"),)))
+    assert shop.touches_before([boris.profile_id, *boris.merged_from], boris.first_order_at) == 2
+    assert boris.first_order_at == BASE + timedelta(days=5)

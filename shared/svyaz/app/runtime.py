@@ -17,6 +17,7 @@ from svyaz.adapters.ledger import FirestoreLedger, Ledger, MemoryLedger
 from svyaz.adapters.queue import LocalQueue, PublishedJobs, Publisher, PubSubPublisher
 from svyaz.adapters.store.base import Store
 from svyaz.adapters.store.memory import MemoryStore
+from svyaz.app.access import SignInLinks
 from svyaz.app.config import Settings
 from svyaz.app.service import IdentityService
 from svyaz.identity.policy import Policy
@@ -99,6 +100,11 @@ class Runtime:
         # Follow-up jobs are messages on the events topic, never run in the event's invocation.
         jobs = PublishedJobs(self.publisher, self.settings.events_topic)
         return IdentityService(self.store, self.policy, jobs=jobs)
+
+    @cached_property
+    def sign_in_links(self) -> SignInLinks:
+        """One-time journal sign-in links issued by this process (``svyaz serve``)."""
+        return SignInLinks()
 
 
 def build(

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 COMMAND_MODULES = (
     "serve",
     "demo",
+    "journal",
     "qr",
     "telegram",
     "imports",

@@ -26,6 +26,10 @@ def run(args: argparse.Namespace) -> int:
     from svyaz.cli.serve import development_defaults
 
     development_defaults()
+    if getattr(args, "url", None):  # a `svyaz serve` already running: its journal shows them
+        send_journeys(args.url.rstrip("/"))
+        print(f"Open the customer journal: {args.url.rstrip('/')}/journal/")
+        return 0
     os.environ["SVYAZ_STORE"] = getattr(args, "store", None) or "memory"
     return run_on(build(), port=args.port, keep=args.keep)
 
@@ -36,22 +40,15 @@ def run_on(runtime, *, port: int = 0, keep: bool = False) -> int:
     from svyaz.dev.demo import JOURNEYS
     from svyaz.dev.local import LocalService
 
-    write_key = os.environ["SVYAZ_WRITE_KEYS"].split(",")[0]
-    api_key = os.environ["SVYAZ_API_KEYS"].split(",")[0]
     service = LocalService("127.0.0.1", port, runtime, quiet=True).start()
     logging.getLogger("svyaz").setLevel(logging.WARNING)  # the demo prints its own story
     try:
         where = "in-memory store" if runtime.settings.store == "memory" else "Firestore"
         print(f"local service on {service.url} ({where})\n")
-        for name, journey in JOURNEYS.items():
-            print(f"== {name}: POST {service.url}/collect")
-            for event in journey():
-                answer = _call(f"{service.url}/collect", write_key, json.loads(event.to_json()))
-                print(
-                    f"   {event.event_id:<12} {event.type:<9} {event.channel:<6} -> 202 {answer['accepted']}"
-                )
+        send_journeys(service.url)
         service.worker.wait_idle(30)
         print()
+        api_key = os.environ["SVYAZ_API_KEYS"].split(",")[0]
         for name, journey in JOURNEYS.items():
             kind, value = next(iter(journey()[0].identifiers.items()))
             query = {"kind": kind, "value": value}
@@ -72,6 +69,7 @@ def _keep_serving(service, api_key: str) -> None:
     import signal
     import threading
 
+    from svyaz.cli.serve import journal_hint
     from svyaz.dev import client
 
     client.announce(service.url, service.rt.settings.store)
@@ -79,6 +77,7 @@ def _keep_serving(service, api_key: str) -> None:
         f"the service keeps running on {service.url} with these profiles; e.g.\n"
         f"  curl -s -X POST {service.url}/profiles/lookup -H 'Authorization: Bearer {api_key}' "
         f"-d '{{\"kind\": \"phone\", \"value\": \"+79165550102\"}}'\n"
+        f"{journal_hint(service.url, service.rt, [])}\n"
         "Ctrl-C stops it.",
         flush=True,
     )
@@ -91,6 +90,18 @@ def _keep_serving(service, api_key: str) -> None:
         pass
     finally:
         client.withdraw()
+
+
+def send_journeys(url: str) -> None:
+    """POST the seed's journeys to ``url``/collect, printing each answer."""
+    from svyaz.dev.demo import JOURNEYS
+
+    write_key = os.environ["SVYAZ_WRITE_KEYS"].split(",")[0]
+    for name, journey in JOURNEYS.items():
+        print(f"== {name}: POST {url}/collect")
+        for event in journey():
+            answer = _call(f"{url}/collect", write_key, json.loads(event.to_json()))
+            print(f"   {event.event_id:<12} {event.type:<9} {event.channel:<6} -> 202 {answer['accepted']}")
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -110,4 +121,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="keep the service running afterwards (until Ctrl-C), so its profiles can be opened",
     )
     parser.add_argument("--port", type=int, default=0, help="port of the local service (default: a free one)")
+    parser.add_argument(
+        "--url",
+        help="send the journeys to a running `svyaz serve` (e.g. http://127.0.0.1:8080) instead of "
+        "a service of its own, then open its customer journal",
+    )
     parser.set_defaults(run=run)

@@ -53,6 +53,20 @@ Try it:
   curl -s '{url}/profiles/<profile_id>/touchpoints' -H 'Authorization: Bearer {api}'"""
 
 
+def journal_hint(url: str, rt, filled: list[str]) -> str:
+    """Where people open the customer journal, and a one-time sign-in link (this process only).
+    The password is shown only when it is the development value filled in here."""
+    settings = rt.settings
+    if settings.journal_auth != "key":
+        return f"Customer journal: {url}/journal/  (signed in by Identity-Aware Proxy)"
+    shown = "SVYAZ_JOURNAL_KEYS" in filled and settings.journal_keys
+    password = f"password {settings.journal_keys[0]}" if shown else "a journal password or API key"
+    return (
+        f"Customer journal: {url}/journal/  (sign in with {password})\n"
+        f"  one-time sign-in link (15 min): {url}/journal/signin/{rt.sign_in_links.issue()}"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     filled = development_defaults()
     os.environ["SVYAZ_STORE"] = args.store
@@ -85,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
             "Development secrets (set SVYAZ_* to change): "
             + ", ".join(f"{n}={registry.development_values()[n]}" for n in filled)
         )
+    print(journal_hint(service.url, rt, filled))
     print(examples(service.url))
     print("Ctrl-C stops; queued events are applied first.", flush=True)
 

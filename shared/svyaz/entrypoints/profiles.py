@@ -17,6 +17,7 @@ from svyaz.app.splits import new_request
 from svyaz.app.views import history, profile_view, render_html, touchpoint_view
 from svyaz.domain.model import Identifier
 from svyaz.domain.validation import HARD_EARLIEST, HARD_LATEST
+from svyaz.entrypoints import journal
 from svyaz.entrypoints.http import (
     HttpError,
     allow_methods,
@@ -37,6 +38,8 @@ MAX_REASON = 500
 
 
 def handle(request: flask.Request, runtime: Runtime) -> flask.Response:
+    if journal.is_journal(request):  # the customer journal for people (its own sign-in)
+        return journal.handle(request, runtime)
     allow_methods(request, "GET", "DELETE", "POST")
     require_key(request, runtime.settings.api_keys, "API key")
     parts = [p for p in subpath(request, "/profiles").split("/") if p]

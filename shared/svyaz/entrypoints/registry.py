@@ -24,6 +24,7 @@ class Function:
     paths: tuple[str, ...] = ()  # path prefixes on the brand's domain (the load balancer) and locally
     trigger: Literal["http", "pubsub"] = "http"
     settings: tuple[str, ...] = ()  # settings fields a deployed function refuses to start without
+    optional: tuple[str, ...] = ()  # secret settings it mounts but can run without
     development: dict[str, str] = field(default_factory=dict)  # SVYAZ_* values `svyaz serve` fills in
     public: bool = True  # anyone may invoke it (it authenticates senders itself)
     # Whether it reads paths below its own (profiles, QR codes, vendor presets, event names, a
@@ -36,7 +37,7 @@ class Function:
     @property
     def secrets(self) -> tuple[str, ...]:
         """The environment variables (Secret Manager secrets in production) behind ``settings``."""
-        return tuple(f"SVYAZ_{name.upper()}" for name in self.settings)
+        return tuple(f"SVYAZ_{name.upper()}" for name in (*self.settings, *self.optional))
 
     def load(self) -> Callable[..., Any]:
         module, _, name = self.handler.partition(":")
@@ -70,10 +71,15 @@ FUNCTIONS: tuple[Function, ...] = (
         "profiles",
         "profiles:handle",
         "profile read API and explanation; erasure and split requests (queued on the events topic); "
-        "the blocklist",
-        paths=("/profiles", "/splits", "/blocklist"),
-        settings=("api_keys", "pepper"),
-        development={"SVYAZ_API_KEYS": "dev-api-key"},
+        "the blocklist; the customer journal",
+        paths=("/profiles", "/splits", "/blocklist", "/journal"),
+        settings=("api_keys", "pepper", "journal_secret"),
+        optional=("journal_keys",),  # journal passwords; API keys sign in too
+        development={
+            "SVYAZ_API_KEYS": "dev-api-key",
+            "SVYAZ_JOURNAL_KEYS": "dev-journal-key",
+            "SVYAZ_JOURNAL_SECRET": "dev-journal-secret-0123456789abcdef",
+        },
         # user, not viewer: it stores split requests and removes blocklist entries
         project_roles=("roles/datastore.user",),
         subpaths=True,

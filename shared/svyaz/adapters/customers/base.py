@@ -175,6 +175,11 @@ class CustomerDirectory(ABC):
         """Active customers, newest activity first."""
 
     @abstractmethod
+    def touches_before(self, profile_ids: list[str], at: datetime) -> int:
+        """How many touchpoints these profiles (a customer and the profiles merged into it)
+        have before ``at`` (the card's touches before the first order)."""
+
+    @abstractmethod
     def search(self, search: Search, limit: int = 20) -> list[Profile]:
         """Active customers holding one of the identifiers, named one of the names, or with
         that profile id (a merged id finds its survivor), newest activity first."""

@@ -15,6 +15,7 @@ The composite indexes these need are in ``infra/firestore.tf`` (``profiles_*``).
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from typing import Any
 
 from google.cloud import firestore
@@ -33,7 +34,7 @@ from svyaz.adapters.customers.base import (
     Totals,
     newest_first,
 )
-from svyaz.adapters.store.firestore import FirestoreStore
+from svyaz.adapters.store.firestore import IN_QUERY_LIMIT, FirestoreStore
 from svyaz.domain.merge import follow_chain
 from svyaz.domain.model import Profile, to_ms
 
@@ -152,6 +153,16 @@ class FirestoreDirectory(CustomerDirectory):
         more = len(page) > limit
         page = page[:limit]
         return CustomerPage(page, Cursor(to_ms(page[-1].last_seen), page[-1].profile_id) if more else None)
+
+    def touches_before(self, profile_ids: list[str], at: datetime) -> int:
+        touchpoints = self.store.client.collection("touchpoints")
+        total = 0
+        for start in range(0, len(profile_ids), IN_QUERY_LIMIT):
+            query = touchpoints.where(
+                filter=FieldFilter("profile_id", "in", profile_ids[start : start + IN_QUERY_LIMIT])
+            )
+            total += self._aggregate(query.where(filter=FieldFilter("timestamp", "<", at)))["n"]
+        return total
 
     def search(self, search: Search, limit: int = 20) -> list[Profile]:
         found: dict[str, Profile] = {}

@@ -4,6 +4,7 @@ walking the profiles (the embedded default holds few customers)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from statistics import fmean
 
 from svyaz.adapters.customers.base import (
@@ -71,6 +72,9 @@ class MemoryDirectory(CustomerDirectory):
         page = found[:limit]
         more = len(found) > limit
         return CustomerPage(page, Cursor(to_ms(page[-1].last_seen), page[-1].profile_id) if more else None)
+
+    def touches_before(self, profile_ids: list[str], at: datetime) -> int:
+        return sum(1 for t in self.store.touchpoints(profile_ids, 10**9) if t.timestamp < at)
 
     def search(self, search: Search, limit: int = 20) -> list[Profile]:
         found: dict[str, Profile] = {}
