@@ -7,6 +7,7 @@ locals {
     "/beacon"                      = "collect"
     "/blocklist"                   = "profiles"
     "/collect"                     = "collect"
+    "/journal"                     = "profiles"
     "/profiles"                    = "profiles"
     "/qr"                          = "qr_landing"
     "/splits"                      = "profiles"

@@ -29,6 +29,7 @@ def rt():
     for journey in JOURNEYS.values():
         for event in journey():
             rt.service.apply(event)
+    deliver_all(rt)  # the follow-up jobs: order credit, the fold of the aggregates
     yield rt
     runtime.install(None)
 
@@ -188,6 +189,7 @@ def test_history_pages_beyond_one_page_of_touches(rt, web):
 
     for n in range(120):
         rt.service.apply(event({"phone": "+79165550102"}, minutes=n))
+    deliver_all(rt)
     sign_in(web)
     first = web.get(f"/journal/customers/{pid}", base_url=HTTPS)
     older = re.search(r'id="older" href="([^"]+)"', first.get_data(as_text=True))[1].replace("&amp;", "&")
@@ -252,6 +254,7 @@ def test_customer_text_is_escaped(rt, web):
     from tests.helpers import event
 
     rt.service.apply(event({"client_id": "x1"}, traits={"first_name": "<script>alert(1)</script>"}))
+    deliver_all(rt)
     sign_in(web)
     body = web.get("/journal/", base_url=HTTPS).get_data(as_text=True)
     assert "<script>" not in body and "&lt;script&gt;" in body

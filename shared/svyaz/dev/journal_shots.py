@@ -91,6 +91,7 @@ def take(out: Path, lang: str = "ru") -> list[Path]:
     for event in population():
         rt.service.apply(event)
     service = LocalService("127.0.0.1", 0, rt, quiet=True).start()
+    service.worker.wait_idle(30)  # the follow-up jobs the events queued (order credit, folds)
     out.mkdir(parents=True, exist_ok=True)
     saved = []
     try:

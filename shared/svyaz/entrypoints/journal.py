@@ -417,9 +417,13 @@ def _counts_reads(rt: Runtime) -> bool:
 
 
 def _customer(visit: Visit, profile_id: str) -> Profile:
-    profile = visit.rt.store.resolve(profile_id) if PROFILE_ID.match(profile_id) else None
+    """The active profile with its identifiers and the aggregates the fold job keeps on its
+    document (not ``store.resolve``, which derives them from every touchpoint: a read each)."""
+    store = visit.rt.store
+    profile = store.active_profile(profile_id) if PROFILE_ID.match(profile_id) else None
     if profile is None:
         raise HttpError(404, "not_found", visit.locale.t("not_found"))
+    store.with_identifiers(profile)
     return profile
 
 
