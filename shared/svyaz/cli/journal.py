@@ -21,5 +21,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "screenshots", help="the list and a customer card in Chromium (Playwright), saved as PNG"
     )
     shots.add_argument("--out", default="docs", help="folder for journal-list.png, journal-card*.png")
-    shots.add_argument("--lang", choices=["ru", "en"], default="ru", help="language of the pages (default ru)")
+    shots.add_argument(
+        "--lang", choices=["ru", "en"], default="ru", help="language of the pages (default ru)"
+    )
     shots.set_defaults(run=screenshots)
