@@ -175,6 +175,10 @@ def test_explain_over_http_with_and_without_a_path_query(rt):
         headers=READ,
     ).json
     assert [s["event_id"] for s in chain["path"]] == ["anna-lead", "boris-lead"]
+    query = {"kind": "client_id", "value": "cookie-anna", "to_kind": "client_id", "to_value": "cookie-boris"}
+    posted = profiles.post(f"/profiles/{merged}/explain", json=query, headers=READ).json
+    assert posted == chain  # the same answer, the values out of the URL
+    assert profiles.post(f"/profiles/{merged}/explain", json={}, headers=READ).json == view
 
 
 @pytest.mark.parametrize(
@@ -207,11 +211,11 @@ def test_split_endpoints_need_the_api_key_and_unknown_ids_are_404(rt):
 
 
 def test_cli_explains_as_a_tree_and_splits(rt, monkeypatch, capsys):
-    from svyaz.cli import main
-    from svyaz.cli import split as split_cli
+    from svyaz.cli import main, target
+    from svyaz.dev.client import Target
 
     merged = merge_by_shared_phone(IdentityService(rt.store, rt.policy))
-    monkeypatch.setattr(split_cli, "_runtime", lambda store: rt)
+    monkeypatch.setattr(target, "open_target", lambda args, **_: target.Opened(Target(store="memory"), rt=rt))
 
     assert main(["explain", "--kind", "phone", "--value", "8 909 123-45-67"]) == 0
     tree = capsys.readouterr().out
@@ -223,7 +227,7 @@ def test_cli_explains_as_a_tree_and_splits(rt, monkeypatch, capsys):
     assert (
         main(["split", "--profile", merged, "--block", "phone=+7 909 123 45 67", "--reason", "family"]) == 0
     )
-    assert '"state": "done"' in capsys.readouterr().out
+    assert f"split of profile {merged} done (phone blocked): 2 profiles" in capsys.readouterr().out
     assert partition(rt.store) == {frozenset(ANNA), frozenset(BORIS)}
 
 

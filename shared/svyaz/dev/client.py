@@ -156,6 +156,17 @@ class ServiceClient:
     def erase(self, profile_id: str) -> dict[str, Any]:
         return self.ok("DELETE", f"/profiles/{urllib.parse.quote(profile_id, safe='')}")
 
+    def explain(self, profile_id: str, path: dict[str, str] | None = None) -> dict[str, Any]:
+        # POST: the identifiers of a path query stay out of URLs and access logs.
+        return self.ok("POST", f"/profiles/{urllib.parse.quote(profile_id, safe='')}/explain", path or {})
+
+    def split(self, profile_id: str, kind: str, value: str, reason: str) -> dict[str, Any]:
+        body = {"block": {"kind": kind, "value": value}, "reason": reason}
+        return self.ok("POST", f"/profiles/{urllib.parse.quote(profile_id, safe='')}/split", body)
+
+    def split_state(self, request_id: str) -> dict[str, Any]:
+        return self.ok("GET", f"/splits/{urllib.parse.quote(request_id, safe='')}")
+
     def lookup(self, kind: str, value: str) -> dict[str, Any]:
         # POST: the identifier stays out of URLs and access logs.
         return self.ok("POST", "/profiles/lookup", {"kind": kind, "value": value})

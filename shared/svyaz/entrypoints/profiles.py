@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, tzinfo
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import flask
@@ -49,9 +50,11 @@ def handle(request: flask.Request, runtime: Runtime) -> flask.Response:
         return _blocklist(request, parts[1:], runtime)
     if request.method == "POST" and parts == ["lookup"]:
         return _lookup(request, runtime)
+    if request.method == "POST" and len(parts) == 2 and parts[1] == "explain":
+        return _explain(request, parts[0], runtime)
     if request.method == "POST":
         if len(parts) != 2 or parts[1] != "split":
-            raise HttpError(404, "not_found", "POST /profiles/<id>/split")
+            raise HttpError(404, "not_found", "POST /profiles/<id>/split or /profiles/<id>/explain")
         return _split(request, parts[0], runtime)
     if request.method == "DELETE":
         if len(parts) != 1:
@@ -194,10 +197,17 @@ def _erase(profile_id: str, runtime: Runtime) -> flask.Response:
 
 
 def _explain(request: flask.Request, profile_id: str, runtime: Runtime) -> flask.Response:
+    """``GET /profiles/<id>/explain``: the explanation; with ``?kind=&value=&to_kind=&to_value=``
+    (or the same fields as the JSON body of a POST, which keeps the values out of URLs and
+    access logs) the chain of events joining two identifiers of the profile."""
     profile = _profile(profile_id, runtime)
-    if not any(k in request.args for k in ("kind", "value", "to_kind", "to_value")):
+    args: Any = request.args
+    if request.method == "POST":
+        args = parse_json(read_body(request, MAX_SPLIT_BODY))
+        if not isinstance(args, dict):
+            raise HttpError(400, "invalid_query", 'expected {"kind", "value", "to_kind", "to_value"}')
+    if not any(k in args for k in ("kind", "value", "to_kind", "to_value")):
         return json_response(explain(runtime.store, profile))
-    args = request.args
     start = _identifier(args.get("kind"), args.get("value"), runtime)
     end = _identifier(args.get("to_kind"), args.get("to_value"), runtime, "to_kind and to_value")
     return json_response(path(runtime.store, profile, start, end))
