@@ -60,6 +60,7 @@ FOLD_INTERVAL_MS = 10_000  # a profile document is folded at most about once per
 GONE = datetime(1970, 1, 1, tzinfo=UTC)
 # What the fast path reads of a profile after its write: is it still the active owner, and
 # does a late touch need its orders credited again.
+CHUNKS_PER_COMMIT = 8  # split plan chunks written per commit
 STATE_FIELDS = ["status", "merged_into", "last_order_ms", "first_seen_ms", "last_seen_ms", "splitting"]
 # What the read model needs of a touchpoint to aggregate it (field mask).
 AGGREGATE_FIELDS = ["event_id", "profile_id", "type", "channel", "timestamp", "attribution"]
@@ -681,7 +682,10 @@ class Store(ABC):
         chunks.append(
             Write(SPLIT_PARTS, f"{rid}.kept", {"profile": kept.to_doc(), "tombstones": dict(tombstones)})
         )
-        self._commit(chunks)
+        for start in range(0, len(chunks), CHUNKS_PER_COMMIT):
+            # A few per commit: one chunk is up to ~400 records (~150 KB), and a commit request
+            # is capped at 10 MiB by Firestore (4 MiB by the emulator's gRPC).
+            self._commit(chunks[start : start + CHUNKS_PER_COMMIT])
 
         def body(get: Get) -> tuple[SplitRequest, list[Write]]:
             current = self._split_in(get, rid)
