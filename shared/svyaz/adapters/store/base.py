@@ -570,8 +570,9 @@ class Store(ABC):
         # A conditional write, not a transaction: a fold holds no lock a customer's events wait on.
         found = self._get_found((PROFILES, profile.profile_id))
         doc = None if found is None else found.doc
-        if doc is None or doc.get("status") != "active" or int(doc.get("folded_ms") or 0) >= started:
+        if doc is None or doc.get("status") != "active" or int(doc.get("folded_ms") or 0) > started:
             return False  # merged or erased meanwhile (that change folds), or a later fold won
+        # (an earlier fold in the same millisecond read no more than this one: this one writes)
         update = dict(fields, folded_ms=started)
         if totals.last_seen is not None:
             update["last_seen_ms"] = max(int(doc.get("last_seen_ms") or 0), to_ms(totals.last_seen))
