@@ -55,7 +55,7 @@ from svyaz.domain.split import SplitRequest, decide_block
 IDENTIFIERS, PROFILES, TOUCHPOINTS, PROCESSED = "identifiers", "profiles", "touchpoints", "processed_events"
 BLOCKLIST, AUDIT, SPLITS, SPLIT_PARTS = "blocklist", "audit", "splits", "split_parts"
 COLLECTIONS = (IDENTIFIERS, PROFILES, TOUCHPOINTS, PROCESSED, BLOCKLIST, AUDIT, SPLITS, SPLIT_PARTS)
-FOLD_SKEW_MS = 1000  # clocks of two workers may differ this much (a fold skips only when surely later)
+FOLD_SKEW_MS = 50  # clocks of two workers (NTP) may differ this much: a fold skips only when surely later
 FOLD_INTERVAL_MS = 10_000  # a profile document is folded at most about once per interval
 GONE = datetime(1970, 1, 1, tzinfo=UTC)
 # What the fast path reads of a profile after its write: is it still the active owner, and
