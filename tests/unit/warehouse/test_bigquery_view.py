@@ -343,3 +343,25 @@ def test_no_touchpoint_rows_without_a_warehouse_topic():
     apply_message(event_message(more_customers()[0]), rt)
     # (the events topic holds the event's follow-up jobs)
     assert set(rt.publisher.topics) - {rt.settings.events_topic} == {rt.settings.profile_updates_topic}
+
+
+def test_the_erasure_query_deletes_every_row_of_the_erased_customer_and_nothing_else(warehouse):
+    _, updates, touches = warehouse
+    erased = {pid for u in updates if u["status"] == "erased" for pid in u["profile_ids"]}
+    assert erased
+    connection = duckdb.connect()
+    load(connection, "touchpoints", touches)
+    load(connection, "profile_updates", updates)
+    before = connection.execute("SELECT COUNT(*) FROM touchpoints").fetchone()[0]
+    connection.execute(sql("erase", touchpoints="touchpoints", profile_updates="profile_updates"))
+    marks = ", ".join("?" for _ in erased)
+    left = connection.execute(f"SELECT COUNT(*) FROM touchpoints WHERE profile_id IN ({marks})", list(erased))
+    assert left.fetchone()[0] == 0
+    updates_left = connection.execute(
+        f"SELECT status FROM profile_updates WHERE profile_id IN ({marks})", list(erased)
+    ).fetchall()
+    assert updates_left == []  # the erasure row names them in profile_ids only
+    kept = sum(1 for t in touches if t["profile_id"] not in erased)
+    assert connection.execute("SELECT COUNT(*) FROM touchpoints").fetchone()[0] == kept < before
+    statuses = [r[0] for r in connection.execute("SELECT status FROM profile_updates").fetchall()]
+    assert statuses.count("erased") == 1
