@@ -23,7 +23,6 @@ TOUCHES, UPDATES = "svyaz-touchpoints-e2e", "svyaz-updates-warehouse-e2e"
 
 @pytest.fixture
 def rt(firestore_emulator, pubsub_emulator):
-    ensure_topics(PROJECT, [TOUCHES, UPDATES], {TOUCHES + "-bq": TOUCHES, UPDATES + "-bq": UPDATES})
     rt = install(
         make_firestore_store(firestore_emulator),
         PubSubPublisher(PROJECT),
@@ -31,6 +30,9 @@ def rt(firestore_emulator, pubsub_emulator):
         touchpoints_topic=TOUCHES,
         profile_updates_topic=UPDATES,
     )
+    # events: process_event queues its follow-up jobs there
+    topics = [TOUCHES, UPDATES, rt.settings.events_topic]
+    ensure_topics(PROJECT, topics, {TOUCHES + "-bq": TOUCHES, UPDATES + "-bq": UPDATES})
     subscriber = pubsub_v1.SubscriberClient()
     pull(subscriber, PROJECT, TOUCHES + "-bq", 0)
     pull(subscriber, PROJECT, UPDATES + "-bq", 0)
