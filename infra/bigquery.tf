@@ -46,6 +46,7 @@ resource "google_bigquery_dataset" "warehouse" {
   description = "svyaz touch history and profile updates (Pub/Sub BigQuery subscriptions)"
 
   delete_contents_on_destroy = false
+  max_time_travel_hours      = "48" # the minimum: deleted rows of erased customers go sooner
 
   depends_on = [google_project_service.warehouse]
 }
