@@ -40,7 +40,7 @@ locals {
     # Written by profiles before the O(1) layout (identifier lists); never queried.
     "profiles.identifiers"   = { collection = "profiles", field = "identifiers" }
     "profiles.last_order_ms" = { collection = "profiles", field = "last_order_ms" }
-    # Seen times: never queried.
+    # Seen times: queried only through the journal's composite indexes (below).
     "profiles.last_seen_ms"      = { collection = "profiles", field = "last_seen_ms" }
     "profiles.first_seen_ms"     = { collection = "profiles", field = "first_seen_ms" }
     "touchpoints.properties"     = { collection = "touchpoints", field = "properties" }
@@ -102,5 +102,61 @@ resource "google_firestore_index" "touchpoints_by_type_and_time" {
   fields {
     field_path = "timestamp"
     order      = "ASCENDING"
+  }
+}
+
+# The customer journal (shared/svyaz/adapters/customers/firestore.py). Composite indexes serve its
+# queries whatever the single-field exemptions above; the Firestore emulator does not enforce
+# indexes, so a query missing one shows up on the first page view in production (the error names
+# the index to create). Totals: aggregation queries over a cohort (status, first_seen_ms range) with
+# one or two more range filters; the list: newest activity first, with optional first-touch
+# equalities (index merging combines these per-field indexes).
+locals {
+  journal_indexes = {
+    profiles_cohort            = [["status", "ASCENDING"], ["first_seen_ms", "ASCENDING"]]
+    profiles_cohort_orders     = [["status", "ASCENDING"], ["counters.orders", "ASCENDING"], ["first_seen_ms", "ASCENDING"]]
+    profiles_cohort_leads      = [["status", "ASCENDING"], ["counters.leads", "ASCENDING"], ["first_seen_ms", "ASCENDING"]]
+    profiles_cohort_both       = [["status", "ASCENDING"], ["counters.leads", "ASCENDING"], ["counters.orders", "ASCENDING"], ["first_seen_ms", "ASCENDING"]]
+    profiles_cohort_first_buy  = [["status", "ASCENDING"], ["first_order_ms", "ASCENDING"], ["first_seen_ms", "ASCENDING"]]
+    profiles_top_revenue       = [["status", "ASCENDING"], ["counters.revenue", "DESCENDING"], ["first_seen_ms", "DESCENDING"]]
+    profiles_newest            = [["status", "ASCENDING"], ["last_seen_ms", "DESCENDING"]]
+    profiles_newest_buyers     = [["status", "ASCENDING"], ["last_seen_ms", "DESCENDING"], ["counters.orders", "DESCENDING"]]
+    profiles_newest_by_source  = [["first_touch.attribution.source", "ASCENDING"], ["last_seen_ms", "DESCENDING"]]
+    profiles_newest_by_medium  = [["first_touch.attribution.medium", "ASCENDING"], ["last_seen_ms", "DESCENDING"]]
+    profiles_newest_by_camp    = [["first_touch.attribution.campaign", "ASCENDING"], ["last_seen_ms", "DESCENDING"]]
+    profiles_newest_by_channel = [["first_touch.channel", "ASCENDING"], ["last_seen_ms", "DESCENDING"]]
+  }
+}
+
+resource "google_firestore_index" "journal" {
+  for_each = local.journal_indexes
+
+  project     = var.project_id
+  database    = google_firestore_database.main.name
+  collection  = "profiles"
+  query_scope = "COLLECTION"
+
+  dynamic "fields" {
+    for_each = each.value
+    content {
+      field_path = fields.value[0]
+      order      = fields.value[1]
+    }
+  }
+}
+
+# Search by name: equality on the name traits (the traits map itself stays unindexed).
+resource "google_firestore_field" "journal_name_search" {
+  for_each = toset(["traits.first_name.value", "traits.last_name.value", "traits.name.value"])
+
+  project    = var.project_id
+  database   = google_firestore_database.main.name
+  collection = "profiles"
+  field      = each.value
+
+  index_config {
+    indexes {
+      order = "ASCENDING"
+    }
   }
 }

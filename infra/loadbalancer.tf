@@ -69,8 +69,9 @@ resource "google_compute_url_map" "lb" {
     dynamic "path_rule" {
       for_each = local.lb_routes
       content {
+        # /journal goes through Identity-Aware Proxy when it is on (journal_iap.tf).
         paths   = [path_rule.key, "${path_rule.key}/*"]
-        service = google_compute_backend_service.function[path_rule.value].id
+        service = path_rule.key == "/journal" && local.journal_iap ? one(google_compute_backend_service.journal[*].id) : google_compute_backend_service.function[path_rule.value].id
       }
     }
   }

@@ -88,6 +88,18 @@ variable "journal_timezone" {
   }
 }
 
+# Identity-Aware Proxy in front of the journal: see journal_iap.tf.
+variable "journal_iap_audience" {
+  description = "The IAP JWT audience the journal verifies (terraform output journal_iap_audience, after the first apply with journal_iap_members). Empty: the journal keeps its own sign-in."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.journal_iap_audience == "" || can(regex("^/projects/[0-9]+/global/backendServices/[0-9]+$", var.journal_iap_audience))
+    error_message = "journal_iap_audience looks like /projects/<project number>/global/backendServices/<backend id>."
+  }
+}
+
 variable "tracking_id_kinds" {
   description = "Segment / RudderStack id field -> identifier kind, over the defaults (SVYAZ_TRACKING_ID_KINDS), e.g. { anonymousId = \"client_id\" }."
   type        = map(string)
@@ -116,6 +128,8 @@ locals {
     SVYAZ_CALLTRACKING_NUMBER_SOURCES = length(var.calltracking_number_sources) > 0 ? jsonencode(var.calltracking_number_sources) : ""
     SVYAZ_CALLTRACKING_TIMEZONE       = var.calltracking_timezone
     SVYAZ_JOURNAL_TIMEZONE            = var.journal_timezone
+    SVYAZ_JOURNAL_AUTH                = var.journal_iap_audience != "" ? "iap" : "" # journal_iap.tf
+    SVYAZ_JOURNAL_IAP_AUDIENCE        = var.journal_iap_audience
     SVYAZ_TRACKING_ID_KINDS           = length(var.tracking_id_kinds) > 0 ? jsonencode(var.tracking_id_kinds) : ""
     SVYAZ_TELEGRAM_BOT_USERNAME       = var.telegram_bot_username
   }

@@ -685,7 +685,11 @@ def test_the_load_balancer_is_off_by_default_and_serves_every_route_when_on(infr
     assert rule["for_each"] == "${local.lb_routes}"
     content = only(rule["content"], "content")
     assert content["paths"] == ["${path_rule.key}", "${path_rule.key}/*"]
-    assert content["service"] == "${google_compute_backend_service.function[path_rule.value].id}"
+    function = "google_compute_backend_service.function[path_rule.value].id"
+    journal = (
+        'path_rule.key == "/journal" && local.journal_iap ? one(google_compute_backend_service.journal[*].id)'
+    )
+    assert content["service"] == "${" + journal + " : " + function + "}"
     assert only(url_map["host_rule"], "host_rule")["hosts"] == "${var.lb_domains}"
 
     certificate = resources(infra, "google_compute_managed_ssl_certificate")["lb"]
@@ -727,3 +731,19 @@ def test_a_wrong_domain_is_refused_at_plan(tmp_path):
         lb_domains='["https://shop.example.ru"]',
     )
     assert not ok and "lb_domains entry must be a lowercase host name" in " ".join(error.split())
+
+
+def test_the_journal_can_sit_behind_identity_aware_proxy(infra):
+    """IAP on /journal only (its own backend on the profiles NEG), access per member, and the
+    audience handed to the function so it verifies IAP's signed header."""
+    backend = resources(infra, "google_compute_backend_service")["journal"]
+    assert backend["count"] == "${local.journal_iap ? 1 : 0}" and backend["iap"] == [{"enabled": True}]
+    assert backend["backend"] == [
+        {"group": '${google_compute_region_network_endpoint_group.function["profiles"].id}'}
+    ]
+    member = resources(infra, "google_iap_web_backend_service_iam_member")["journal"]
+    assert member["role"] == "roles/iap.httpsResourceAccessor"
+    settings = infra["locals"]["runtime_settings"]
+    assert settings["SVYAZ_JOURNAL_IAP_AUDIENCE"] == "${var.journal_iap_audience}"
+    assert settings["SVYAZ_JOURNAL_AUTH"] == '${var.journal_iap_audience != "" ? "iap" : ""}'
+    assert infra["variable"]["journal_iap_members"]["default"] == []
