@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from svyaz.adapters.store.memory import MemoryStore
+from svyaz.app import runtime
 from svyaz.app.service import IdentityService
 from svyaz.dev.emulators import Emulator
 from svyaz.identity.policy import Policy
@@ -88,3 +89,38 @@ def service(store, policy: Policy) -> IdentityService:
 @pytest.fixture
 def memory_service(policy: Policy) -> IdentityService:
     return IdentityService(MemoryStore(PEPPER), policy)
+
+
+@pytest.fixture(autouse=True)
+def _no_runtime_outlives_its_test() -> Iterator[None]:
+    """Whatever runtime a test installed for the functions is gone before the next test."""
+    yield
+    runtime.install(None)
+
+
+def _settings_overrides(request: pytest.FixtureRequest) -> dict:
+    """``svyaz_settings`` markers merged, a test's over its class's over its module's."""
+    overrides: dict = {}
+    for marker in reversed(list(request.node.iter_markers("svyaz_settings"))):
+        overrides.update(marker.kwargs)
+    return overrides
+
+
+@pytest.fixture
+def rt(request: pytest.FixtureRequest) -> runtime.Runtime:
+    """The functions' runtime, installed: the test settings of ``tests.pipeline_support`` (keys
+    ``WRITE_KEY`` / ``API_KEY``) with ``@pytest.mark.svyaz_settings(...)``'s overrides, a memory
+    store and an in-process queue."""
+    from tests.pipeline_support import install
+
+    return install(**_settings_overrides(request))
+
+
+@pytest.fixture
+def svyaz_service(request: pytest.FixtureRequest) -> Iterator:
+    """``svyaz serve`` on a free port (every function under its path and the worker) over a
+    runtime like ``rt``'s, not installed: requests reach it over real HTTP only."""
+    from tests.pipeline_support import build, served
+
+    with served(build(**_settings_overrides(request))) as service:
+        yield service

@@ -28,9 +28,10 @@ from svyaz.app.config import Settings
 from svyaz.channels import calltracking, crm, qr, telegram, whatsapp
 from svyaz.domain.events import Event
 from svyaz.entrypoints.registry import development_values
+from tests.pipeline_support import FIXTURES
 from tests.vendor_support import VENDOR_FIXTURES, run_fixture
 
-CHANNEL_FIXTURES = VENDOR_FIXTURES.parent / "channels"
+CHANNEL_FIXTURES = FIXTURES / "channels"
 ARRIVAL = "(time of arrival)"  # an event dated when it arrives (formats without a time of their own)
 OUTPUTS = (".expected.json", ".rest.json")
 

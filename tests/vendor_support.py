@@ -11,22 +11,14 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
-import functions_framework
-
-from svyaz.adapters.queue import LocalQueue
-from svyaz.adapters.store.memory import MemoryStore
 from svyaz.app import runtime
 from svyaz.app.config import Settings
-from svyaz.entrypoints.process import apply_message
 from svyaz.entrypoints.registry import development_values
-from tests.conftest import PEPPER
+from tests.pipeline_support import FIXTURES, client, install, queued
 
-ROOT = Path(__file__).resolve().parents[1]
-MAIN = str(ROOT / "functions" / "main.py")
-VENDOR_FIXTURES = ROOT / "tests" / "fixtures" / "vendors"
+VENDOR_FIXTURES = FIXTURES / "vendors"
 AMOCRM_TOKEN = "dev-amocrm-token"  # noqa: S105 - a test value
 BITRIX24_REST_PATH = "/rest/1/dev-inbound-code/"
 # Static tracking number of the fixtures' ad campaign (Mango calls carry no ad source).
@@ -83,18 +75,15 @@ def vendor_runtime(crm: CrmRest | None = None, **overrides: Any) -> Iterator[Any
         crm_api_timeout_seconds=5,
     )
     values.update(overrides)
-    built = runtime.build(Settings(**values), store=MemoryStore(PEPPER), publisher=LocalQueue())
-    runtime.install(built)
     try:
-        yield built
+        yield install(config=Settings(**values))
     finally:
         runtime.install(None)
 
 
 def call(target: str, method: str, path: str, headers: Mapping[str, str], body: str | bytes) -> Any:
-    client = functions_framework.create_app(target, MAIN).test_client()
     data = body.encode() if isinstance(body, str) else body
-    return client.open(path, method=method, headers=dict(headers), data=data)
+    return client(target).open(path, method=method, headers=dict(headers), data=data)
 
 
 def sign_whatsapp(headers: Mapping[str, str], body: str) -> dict[str, str]:
@@ -113,22 +102,5 @@ def run_fixture(request: Mapping[str, Any], rest: Mapping[str, Any] | None = Non
             answer = call(
                 request["target"], request["method"], request["path"], headers, request.get("body", "")
             )
-            events = [json.loads(m.data) for m in rt.publisher.topic(rt.settings.events_topic).queue]
+            events = queued(rt)
     return {"status": answer.status_code, "answer": answer.get_json(), "events": events}
-
-
-def queued(rt: Any) -> list[dict]:
-    return [json.loads(m.data) for m in rt.publisher.topic(rt.settings.events_topic).queue]
-
-
-def apply_queued(rt: Any) -> list:
-    """Apply every queued event in order through process_event's code, then the follow-up jobs
-    they queue; the events' outcomes."""
-    outcomes = []
-    while messages := rt.publisher.drain(rt.settings.events_topic):
-        for message in messages:
-            outcome = apply_message(message, rt)
-            if message.attributes.get("kind", "event") == "event":
-                outcomes.append(outcome)
-    rt.publisher.drain(rt.settings.profile_updates_topic)
-    return outcomes

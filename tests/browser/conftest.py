@@ -4,8 +4,9 @@ Playwright uses the machine's own browser (``executable_path``); nothing is down
 time (``.ci/run`` installs the ``chromium`` package when it is missing). Fixtures, for any
 browser test (web tag, journal app):
 
-* ``svyaz_service``: a ``LocalService`` (every function under its path + the worker) on a free
-  port, memory store, keys ``WRITE_KEY`` / ``API_KEY`` of ``tests.pipeline_support``;
+* ``svyaz_service`` (``tests/conftest.py``): a ``LocalService`` (every function under its path +
+  the worker) on a free port, memory store, keys ``WRITE_KEY`` / ``API_KEY`` of
+  ``tests.pipeline_support``, settings overridable with ``@pytest.mark.svyaz_settings(...)``;
 * ``site``: a second origin (``http://localhost:<port>``, the customer's web site) serving pages
   the test adds, so requests to the service are cross-origin as in production;
 * ``page``: a fresh browser context and page; ``page_errors`` lists its uncaught JS errors.
@@ -22,12 +23,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-
-from svyaz.adapters.store.memory import MemoryStore
-from svyaz.app import runtime
-from svyaz.dev.local import LocalService
-from tests.conftest import PEPPER
-from tests.pipeline_support import settings
 
 os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
 
@@ -61,20 +56,6 @@ def chromium() -> Iterator[Any]:
     finally:
         browser.close()
         manager.stop()
-
-
-@pytest.fixture
-def svyaz_service(request: pytest.FixtureRequest) -> Iterator[LocalService]:
-    """``svyaz serve`` on a free port; settings overridable with ``@pytest.mark.svyaz_settings(...)``."""
-    marker = request.node.get_closest_marker("svyaz_settings")
-    overrides = dict(marker.kwargs) if marker else {}
-    rt = runtime.build(settings(**overrides), store=MemoryStore(PEPPER))
-    service = LocalService("127.0.0.1", 0, rt, quiet=True).start()
-    try:
-        yield service
-    finally:
-        service.stop()
-        runtime.install(None)
 
 
 @dataclass

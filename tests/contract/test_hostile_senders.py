@@ -10,7 +10,6 @@ import json
 
 import pytest
 
-from svyaz.app import runtime
 from svyaz.domain.model import Identifier
 from svyaz.domain.validation import MAX_TEXT_LENGTH
 from tests.pipeline_support import API_KEY, WRITE_KEY, client, deliver_all, install
@@ -24,8 +23,8 @@ WRITE_KEY_2 = "test-write-key-of-the-app"
 
 @pytest.fixture
 def rt(store):
-    yield install(store, crm_keys=[CRM_KEY], write_keys=[WRITE_KEY, WRITE_KEY_2])
-    runtime.install(None)
+    """The ``rt`` of tests/conftest.py on both stores."""
+    return install(store, crm_keys=[CRM_KEY], write_keys=[WRITE_KEY, WRITE_KEY_2])
 
 
 def collect(body, headers=WEB):

@@ -4,20 +4,14 @@ are told to come back (503 + Retry-After) instead of memory growing, and every e
 
 from __future__ import annotations
 
-import json
 import threading
-import urllib.error
-import urllib.request
 
 import pytest
 
 from svyaz.adapters.queue import LocalQueue, Message, QueueUnavailable
-from svyaz.adapters.store.memory import MemoryStore
-from svyaz.app import runtime
 from svyaz.dev.local import LocalService
 from svyaz.domain.model import Identifier
-from tests.conftest import PEPPER
-from tests.pipeline_support import WRITE_KEY, settings
+from tests.pipeline_support import WRITE_KEY, build, http
 
 LIMIT = 40
 
@@ -34,20 +28,12 @@ def test_a_full_topic_refuses_a_whole_request_and_takes_it_once_there_is_room():
 
 
 def post(url: str, batch: list[dict]) -> tuple[int, dict, dict]:
-    request = urllib.request.Request(
-        f"{url}/collect", data=json.dumps({"batch": batch}).encode(), method="POST"
-    )
-    request.add_header("Authorization", f"Bearer {WRITE_KEY}")
-    request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            return answer.status, dict(answer.headers), json.loads(answer.read())
-    except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), json.loads(error.read())
+    answer = http(f"{url}/collect", {"batch": batch}, key=WRITE_KEY)
+    return answer.status, dict(answer.headers), answer.json
 
 
 def test_a_flood_of_batches_is_held_to_the_limit_and_everything_accepted_is_applied():
-    rt = runtime.build(settings(local_queue_limit=LIMIT), store=MemoryStore(PEPPER))
+    rt = build(local_queue_limit=LIMIT)
     service = LocalService("127.0.0.1", 0, rt, quiet=True).start()
     accepted: list[str] = []
     refusals: list[tuple[int, dict, dict]] = []

@@ -9,22 +9,16 @@ import socket
 
 import pytest
 
-from svyaz.adapters.store.memory import MemoryStore
-from svyaz.app import runtime
 from svyaz.dev.local import LocalService
-from tests.conftest import PEPPER
-from tests.pipeline_support import WRITE_KEY, settings
+from tests.pipeline_support import WRITE_KEY, build, served
 
 CALL_TOKEN = "call-tracking-token-for-the-log-test"  # noqa: S105 - a test value
 
 
 @pytest.fixture
 def service():
-    rt = runtime.build(settings(calltracking_token=CALL_TOKEN), store=MemoryStore(PEPPER))
-    service = LocalService("127.0.0.1", 0, rt, quiet=False).start()
-    yield service
-    service.stop()
-    runtime.install(None)
+    with served(build(calltracking_token=CALL_TOKEN), quiet=False) as service:
+        yield service
 
 
 def raw_request(service: LocalService, data: bytes) -> tuple[int, bytes]:

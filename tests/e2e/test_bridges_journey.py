@@ -15,20 +15,17 @@ import http.client
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import pytest
 
-from svyaz.adapters.queue import LocalQueue, PubSubPublisher
-from svyaz.adapters.store.memory import MemoryStore
-from svyaz.app import runtime
+from svyaz.adapters.queue import PubSubPublisher
 from svyaz.app.config import Settings
 from svyaz.channels import qr
-from svyaz.dev.local import LocalService
-from tests.conftest import PEPPER, PROJECT, make_firestore_store
+from tests.conftest import PROJECT, make_firestore_store
+from tests.pipeline_support import build, http, served
 
 BRIDGES = Path(__file__).resolve().parents[1] / "fixtures" / "bridges"
 
@@ -59,45 +56,6 @@ def settings() -> Settings:
     )
 
 
-class Http:
-    """Plain HTTP to 127.0.0.1, no redirects followed (the QR answer is the 302 itself)."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-
-    def __call__(
-        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
-    ) -> tuple[int, http.client.HTTPMessage, bytes]:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            connection.request(method, path, body=body, headers=headers or {})
-            response = connection.getresponse()
-            return response.status, response.headers, response.read()
-        finally:
-            connection.close()
-
-    def api(self, path: str) -> Any:
-        status, _, body = self("GET", path, headers={"Authorization": f"Bearer {API_KEY}"})
-        return status, json.loads(body)
-
-
-@pytest.fixture
-def service_factory() -> Iterator:
-    started: list[LocalService] = []
-
-    def start(rt: runtime.Runtime) -> LocalService:
-        service = LocalService("127.0.0.1", 0, rt, quiet=True).start()
-        started.append(service)
-        return service
-
-    try:
-        yield start
-    finally:
-        for service in started:
-            service.stop()
-        runtime.install(None)
-
-
 def fixture_with_session(name: str) -> dict[str, Any]:
     return json.loads((BRIDGES / name).read_bytes().replace(b"{sessionId}", SESSION_ID.encode()))
 
@@ -107,7 +65,7 @@ def wire(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, ensure_ascii=False).encode()
 
 
-def send_journey(call: Http) -> dict[str, Any]:
+def send_journey(url: str) -> dict[str, Any]:
     """The four touches over HTTP; each answer checked as the sender would."""
     answers: dict[str, Any] = {}
     now = int(time.time())
@@ -119,21 +77,16 @@ def send_journey(call: Http) -> dict[str, Any]:
         "identifiers": {"client_id": CLIENT_ID, "session_id": SESSION_ID, "ym_client_id": YM_UID},
         "context": {"source": "vk", "medium": "social", "campaign": "kitchens-promo"},
     }
-    status, _, body = call(
-        "POST",
-        "/collect",
-        json.dumps(visit).encode(),
-        {"Authorization": f"Bearer {WRITE_KEY}", "Content-Type": "application/json"},
-    )
-    assert status == 202, body
-    assert json.loads(body)["accepted"] == [visit["event_id"]]
+    answer = http(f"{url}/collect", visit, key=WRITE_KEY)
+    assert answer.status == 202, answer.body
+    assert answer.json["accepted"] == [visit["event_id"]]
 
     code = qr.QrCode("msk-tverskaya", "warranty-2026", "ext-warranty", TARGET, int(time.time()) + 86400)
     token = qr.sign_code(code, QR_KEY.encode(), allowed_hosts=["shop.example"])
-    status, headers, _ = call("GET", f"/qr/{token}", headers={"Cookie": f"_ym_uid={YM_UID}"})
-    assert status == 302
-    assert headers["Location"] == TARGET
-    cookie = headers["Set-Cookie"]
+    answer = http(f"{url}/qr/{token}", headers={"Cookie": f"_ym_uid={YM_UID}"})
+    assert answer.status == 302
+    assert answer.headers["Location"] == TARGET
+    cookie = answer.headers["Set-Cookie"]
     assert cookie.startswith("svyaz_id=") and "Secure" in cookie and "HttpOnly" in cookie
     answers["svyaz_id"] = cookie.split(";", 1)[0].split("=", 1)[1]
 
@@ -141,34 +94,37 @@ def send_journey(call: Http) -> dict[str, Any]:
     message["entry"][0]["changes"][0]["value"]["messages"][0]["timestamp"] = str(now + 60)
     raw = wire(message)
     signature = "sha256=" + hmac.new(WA_SECRET.encode(), raw, hashlib.sha256).hexdigest()
-    status, _, body = call(
-        "POST",
-        "/webhooks/whatsapp",
+    answer = http(
+        f"{url}/webhooks/whatsapp",
         raw,
-        {"Content-Type": "application/json", "X-Hub-Signature-256": signature},
+        headers={"Content-Type": "application/json", "X-Hub-Signature-256": signature},
     )
-    assert status == 200, body
-    assert len(json.loads(body)["accepted"]) == 1
+    assert answer.status == 200, answer.body
+    assert len(answer.json["accepted"]) == 1
 
     update = fixture_with_session("telegram_journey.json")
     update["message"]["date"] = now + 120
-    status, _, body = call(
-        "POST",
-        "/webhooks/telegram",
+    answer = http(
+        f"{url}/webhooks/telegram",
         wire(update),
-        {"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": TG_SECRET},
+        headers={"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": TG_SECRET},
     )
-    assert status == 200, body
-    assert json.loads(body)["accepted"] == ["tg:902345700"]
+    assert answer.status == 200, answer.body
+    assert answer.json["accepted"] == ["tg:902345700"]
     return answers
 
 
-def lookup(call: Http, kind: str, value: str) -> tuple[int, Any]:
-    return call.api(f"/profiles/lookup?{urlencode({'kind': kind, 'value': value})}")
+def api(url: str) -> tuple[int, Any]:
+    answer = http(url, key=API_KEY)
+    return answer.status, answer.json
 
 
-def check_one_profile(call: Http, svyaz_id: str) -> None:
-    status, profile = lookup(call, "ym_client_id", YM_UID)
+def lookup(url: str, kind: str, value: str) -> tuple[int, Any]:
+    return api(f"{url}/profiles/lookup?{urlencode({'kind': kind, 'value': value})}")
+
+
+def check_one_profile(url: str, svyaz_id: str) -> None:
+    status, profile = lookup(url, "ym_client_id", YM_UID)
     assert status == 200, profile
     identifiers = profile["identifiers"]
     assert identifiers["ym_client_id"] == [YM_UID]
@@ -183,10 +139,10 @@ def check_one_profile(call: Http, svyaz_id: str) -> None:
         ("telegram_id", TELEGRAM_ID),
         ("client_id", svyaz_id),
     ):
-        status, same = lookup(call, kind, value)
+        status, same = lookup(url, kind, value)
         assert status == 200 and same["profile_id"] == profile["profile_id"], kind
 
-    status, page = call.api(f"/profiles/{quote(profile['profile_id'])}/touchpoints")
+    status, page = api(f"{url}/profiles/{quote(profile['profile_id'])}/touchpoints")
     assert status == 200, page
     touches = {t["type"]: t for t in page["touchpoints"]}
     assert sorted(t["type"] for t in page["touchpoints"]) == ["message", "messenger_start", "page", "qr_scan"]
@@ -196,39 +152,33 @@ def check_one_profile(call: Http, svyaz_id: str) -> None:
     assert profile["counters"]["events"] == 4
 
 
-def touch_count(call: Http) -> int:
-    status, profile = lookup(call, "ym_client_id", YM_UID)
+def touch_count(url: str) -> int:
+    status, profile = lookup(url, "ym_client_id", YM_UID)
     if status != 200:
         return 0
-    status, page = call.api(f"/profiles/{quote(profile['profile_id'])}/touchpoints")
+    status, page = api(f"{url}/profiles/{quote(profile['profile_id'])}/touchpoints")
     return len(page["touchpoints"]) if status == 200 else 0
 
 
-def test_journey_on_the_embedded_default(service_factory):
-    rt = runtime.build(settings(), store=MemoryStore(PEPPER), publisher=LocalQueue())
-    service = service_factory(rt)
-    call = Http(service.port)
-
-    answers = send_journey(call)
-    assert service.worker.wait_idle(10)
-    assert service.worker.applied == 4 and service.worker.dead_letters == []
-    check_one_profile(call, answers["svyaz_id"])
+def test_journey_on_the_embedded_default():
+    with served(build(config=settings())) as service:
+        answers = send_journey(service.url)
+        assert service.worker.wait_idle(10)
+        assert service.worker.applied == 4 and service.worker.dead_letters == []
+        check_one_profile(service.url, answers["svyaz_id"])
 
 
 @pytest.mark.emulator
-def test_journey_on_firestore_and_pubsub_emulators(firestore_emulator, pubsub_emulator, service_factory):
+def test_journey_on_firestore_and_pubsub_emulators(firestore_emulator, pubsub_emulator):
     store = make_firestore_store(firestore_emulator)
-    rt = runtime.build(settings(), store=store, publisher=PubSubPublisher(PROJECT))
-    service = service_factory(rt)
-    call = Http(service.port)
-
-    started = time.monotonic()
-    answers = send_journey(call)
-    # Worker.pending() counts the local queue only: with Pub/Sub, poll until the four touches are
-    # applied (the subscription may also hold messages of other tests, so count ours).
-    deadline = time.monotonic() + 25
-    while time.monotonic() < deadline and touch_count(call) < 4:
-        time.sleep(0.1)
-    check_one_profile(call, answers["svyaz_id"])
-    assert service.worker.dead_letters == []
-    assert time.monotonic() - started < 30
+    with served(build(store, PubSubPublisher(PROJECT), config=settings())) as service:
+        started = time.monotonic()
+        answers = send_journey(service.url)
+        # Worker.pending() counts the local queue only: with Pub/Sub, poll until the four touches
+        # are applied (the subscription may also hold messages of other tests, so count ours).
+        deadline = time.monotonic() + 25
+        while time.monotonic() < deadline and touch_count(service.url) < 4:
+            time.sleep(0.1)
+        check_one_profile(service.url, answers["svyaz_id"])
+        assert service.worker.dead_letters == []
+        assert time.monotonic() - started < 30

@@ -15,29 +15,24 @@ from datetime import date
 import pytest
 
 from svyaz.adapters.store.base import StoreError
-from svyaz.adapters.store.memory import MemoryStore
-from svyaz.app import runtime
 from svyaz.cli import main
 from svyaz.cli.serve import stop_summary
 from svyaz.dev import client
 from svyaz.dev.local import MAX_ATTEMPTS, LocalService
 from svyaz.domain.model import Identifier
-from tests.conftest import PEPPER
-from tests.pipeline_support import API_KEY, FIXTURES, WRITE_KEY, settings
+from tests.pipeline_support import API_KEY, FIXTURES, WRITE_KEY, build
+from tests.pipeline_support import served as serving
 
 CALLS = FIXTURES / "calls_orders"
 
 
 @pytest.fixture
 def served(monkeypatch):
-    rt = runtime.build(settings(), store=MemoryStore(PEPPER))
-    service = LocalService("127.0.0.1", 0, rt, quiet=True).start()
     monkeypatch.setenv("SVYAZ_API_KEYS", API_KEY)
     monkeypatch.setenv("SVYAZ_WRITE_KEYS", WRITE_KEY)
     monkeypatch.delenv("SVYAZ_STORE", raising=False)
-    yield service
-    service.stop()
-    runtime.install(None)
+    with serving(build()) as service:
+        yield service
 
 
 @pytest.fixture
@@ -148,8 +143,7 @@ class _Records(logging.Handler):
 def test_the_worker_counts_and_names_the_events_it_gives_up(monkeypatch):
     records = _Records()
     logging.getLogger("svyaz.dev.local").addHandler(records)
-    store = MemoryStore(PEPPER)
-    rt = runtime.build(settings(), store=store)
+    rt = build()
     service = LocalService("127.0.0.1", 0, rt, quiet=True).start()
     monkeypatch.setattr("svyaz.dev.local.time.sleep", lambda _s: None)
 
@@ -164,7 +158,6 @@ def test_the_worker_counts_and_names_the_events_it_gives_up(monkeypatch):
         assert service.worker.wait_idle(10)
     finally:
         left = service.stop()
-        runtime.install(None)
     [label] = service.worker.given_up  # the stored id: the client's under its write key's namespace
     assert label.endswith(":view-7")
     summary = stop_summary(service.worker, left)

@@ -2,36 +2,25 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
 import urllib.parse
-import urllib.request
 
 import pytest
 
 from svyaz.adapters.queue import PubSubPublisher
-from svyaz.adapters.store.memory import MemoryStore
-from svyaz.app import runtime
 from svyaz.dev.emulators import free_port
 from svyaz.dev.local import LocalService
-from tests.conftest import PEPPER, PROJECT, make_firestore_store
-from tests.pipeline_support import API_KEY, WRITE_KEY, settings
+from tests.conftest import PROJECT, make_firestore_store
+from tests.pipeline_support import API_KEY, WRITE_KEY, build, http, served
 
 
 def call(url: str, key: str, body: dict | None = None) -> tuple[int, dict]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method="POST" if body is not None else "GET")
-    request.add_header("Authorization", f"Bearer {key}")
-    request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+    answer = http(url, body, key=key)
+    return answer.status, answer.json
 
 
 def page_view(n: int, **identifiers: str) -> dict:
@@ -49,7 +38,7 @@ def lookup(service: LocalService, kind: str, value: str) -> tuple[int, dict]:
 
 
 def test_every_function_answers_under_its_path_and_stop_applies_what_was_accepted():
-    rt = runtime.build(settings(), store=MemoryStore(PEPPER))
+    rt = build()
     service = LocalService("127.0.0.1", 0, rt, quiet=True).start()
     try:
         for n in range(200):
@@ -63,7 +52,6 @@ def test_every_function_answers_under_its_path_and_stop_applies_what_was_accepte
         assert call(f"{service.url}/nowhere", API_KEY)[0] == 404
     finally:
         left = service.stop()  # right after the last request: the worker drains first
-        runtime.install(None)
     assert left == 0 and service.worker.applied == 200
     profile = rt.store.lookup(
         __import__("svyaz.domain.model", fromlist=["Identifier"]).Identifier("client_id", "c1")
@@ -105,10 +93,9 @@ def test_svyaz_serve_prints_its_urls_and_stops_cleanly_on_ctrl_c():
 @pytest.mark.emulator
 def test_the_local_service_on_both_emulators(firestore_emulator, pubsub_emulator):
     store = make_firestore_store(firestore_emulator)
-    rt = runtime.build(settings(gcp_project=PROJECT), store=store, publisher=PubSubPublisher(PROJECT))
+    rt = build(store, PubSubPublisher(PROJECT), gcp_project=PROJECT)
     # A subscription of its own: other tests' local services consume the default one.
-    service = LocalService("127.0.0.1", 0, rt, quiet=True, subscription="svyaz-events-local-e2e").start()
-    try:
+    with served(rt, subscription="svyaz-events-local-e2e") as service:
         assert (
             call(f"{service.url}/collect", WRITE_KEY, page_view(1, client_id="web-1", session_id="s-9"))[0]
             == 202
@@ -124,6 +111,3 @@ def test_the_local_service_on_both_emulators(firestore_emulator, pubsub_emulator
                 break
             time.sleep(0.2)
         assert status == 200 and body["identifiers"]["client_id"] == ["web-1"]
-    finally:
-        service.stop()
-        runtime.install(None)

@@ -11,41 +11,28 @@ online side of the split.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from urllib.parse import urlencode
 
 import pytest
-import requests
 
-from svyaz.adapters.queue import LocalQueue
-from svyaz.adapters.store.memory import MemoryStore
-from svyaz.app import runtime
-from svyaz.app.config import Settings
 from svyaz.app.reports import attribution
 from svyaz.cli.reports import attribution_text
 from svyaz.dev.local import LocalService
-from tests.conftest import PEPPER
+from tests.pipeline_support import http
 
 WRITE_KEY, API_KEY, CRM_KEY, CT_TOKEN = "e2e-write", "e2e-api", "e2e-crm", "e2e-calltracking"
 SESSION, PHONE = "1980094328", "79091234567"
 YANDEX = {"source": "yandex", "medium": "cpc", "campaign": "sofas"}
 
 
-@pytest.fixture
-def service():
-    settings = Settings(
-        write_keys=[WRITE_KEY], api_keys=[API_KEY], crm_keys=[CRM_KEY], calltracking_token=CT_TOKEN
-    )
-    rt = runtime.build(settings, store=MemoryStore(PEPPER), publisher=LocalQueue())
-    local = LocalService("127.0.0.1", 0, rt, quiet=True).start()
-    yield local
-    local.stop()
-    runtime.install(None)
+pytestmark = pytest.mark.svyaz_settings(
+    write_keys=[WRITE_KEY], api_keys=[API_KEY], crm_keys=[CRM_KEY], calltracking_token=CT_TOKEN
+)
 
 
 def collect(service: LocalService, event: dict) -> None:
-    answer = requests.post(
-        f"{service.url}/collect", json=event, headers={"Authorization": f"Bearer {WRITE_KEY}"}, timeout=10
-    )
-    assert answer.status_code == 202, answer.text
+    answer = http(f"{service.url}/collect", event, key=WRITE_KEY)
+    assert answer.status == 202, answer.body
 
 
 def applied(service: LocalService) -> None:
@@ -54,14 +41,13 @@ def applied(service: LocalService) -> None:
 
 
 def api(service: LocalService, path: str, **params) -> dict:
-    answer = requests.get(
-        f"{service.url}{path}", params=params, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10
-    )
-    assert answer.status_code == 200, answer.text
-    return answer.json()
+    answer = http(f"{service.url}{path}?{urlencode(params)}", key=API_KEY)
+    assert answer.status == 200, answer.body
+    return answer.json
 
 
-def test_the_showroom_journey_credits_the_offline_sale_to_the_online_ad(service):
+def test_the_showroom_journey_credits_the_offline_sale_to_the_online_ad(svyaz_service):
+    service = svyaz_service
     # 1. Ekaterina clicks a Yandex Direct ad and lands on the site.
     collect(
         service,
@@ -85,28 +71,29 @@ def test_the_showroom_journey_credits_the_offline_sale_to_the_online_ad(service)
         },
     )
     # 3. She calls the tracked number shown in that session: Calltouch notifies at call end.
-    call = requests.get(
-        f"{service.url}/webhooks/calltracking",
-        params={
-            "token": CT_TOKEN,
-            "callId": "90412233",
-            "callerNumber": PHONE,
-            "phoneNumber": "74951112233",
-            "sessionId": SESSION,
-            "date": "01/03/2026 13:05:00",  # Moscow time
-            "duration": "212",
-            "successful": "true",
-            "callphase": "calldisconnected",
-        },
-        timeout=10,
+    call = http(
+        f"{service.url}/webhooks/calltracking?"
+        + urlencode(
+            {
+                "token": CT_TOKEN,
+                "callId": "90412233",
+                "callerNumber": PHONE,
+                "phoneNumber": "74951112233",
+                "sessionId": SESSION,
+                "date": "01/03/2026 13:05:00",  # Moscow time
+                "duration": "212",
+                "successful": "true",
+                "callphase": "calldisconnected",
+            }
+        )
     )
-    assert call.status_code == 200 and call.json() == {"accepted": ["call:90412233"], "ignored": []}
+    assert call.status == 200 and call.json == {"accepted": ["call:90412233"], "ignored": []}
     applied(service)
 
     # 4. Two weeks later she buys the sofa at the showroom's till, giving her phone.
-    order = requests.post(
+    order = http(
         f"{service.url}/webhooks/crm",
-        json={
+        {
             "order_id": "ЦБ-000451",
             "time": "2026-03-15T14:30:00+03:00",
             "amount": "129 000,00",
@@ -115,10 +102,9 @@ def test_the_showroom_journey_credits_the_offline_sale_to_the_online_ad(service)
             "phone": "8 (909) 123-45-67",
             "name": "Екатерина",
         },
-        headers={"Authorization": f"Bearer {CRM_KEY}"},
-        timeout=10,
+        key=CRM_KEY,
     )
-    assert order.status_code == 202 and order.json()["accepted"] == ["order:%D0%A6%D0%91-000451:paid"]
+    assert order.status == 202 and order.json["accepted"] == ["order:%D0%A6%D0%91-000451:paid"]
 
     # Another customer buys online after a Google ad: the online side of the report.
     for event in (

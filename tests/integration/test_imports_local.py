@@ -13,24 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from svyaz.adapters.queue import LocalQueue
-from svyaz.adapters.store.memory import MemoryStore
-from svyaz.app import runtime
-from svyaz.app.config import Settings
 from svyaz.cli import main
 from svyaz.domain.model import Identifier
 from svyaz.imports import ImportFailed, LocalSource, default_via, file_format, parse_columns, run_import
 from svyaz.imports.rows import CHUNK, Lines, csv_rows, physical_lines
-from tests.conftest import PEPPER
+from tests.pipeline_support import FIXTURES as ALL_FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "calls_orders"
-
-
-@pytest.fixture
-def rt():
-    built = runtime.build(Settings(), store=MemoryStore(PEPPER), publisher=LocalQueue())
-    yield built
-    runtime.install(None)
+FIXTURES = ALL_FIXTURES / "calls_orders"
 
 
 def rejects_of(path: Path) -> list[list[str]]:

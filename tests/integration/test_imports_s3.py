@@ -10,23 +10,18 @@ import json
 import logging
 import time
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
 from svyaz.adapters.queue import LocalQueue, Message, QueueUnavailable
-from svyaz.adapters.store.memory import MemoryStore
-from svyaz.app import runtime
-from svyaz.app.config import Settings
 from svyaz.cli import main
 from svyaz.domain.model import Identifier
 from svyaz.entrypoints.process import apply_message
 from svyaz.imports import ImportFailed, S3Source, open_source, run_import
-from tests.conftest import PEPPER
+from tests.pipeline_support import FIXTURES, build
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "calls_orders"
-ORDERS = FIXTURES / "orders_till_export.csv"
-CUSTOMERS = FIXTURES / "customers.jsonl"
+ORDERS = FIXTURES / "calls_orders" / "orders_till_export.csv"
+CUSTOMERS = FIXTURES / "calls_orders" / "customers.jsonl"
 MSK = __import__("zoneinfo").ZoneInfo("Europe/Moscow")
 
 EXPECTED_REJECTS = [
@@ -39,13 +34,6 @@ EXPECTED_REJECTS = [
     ["9", "identifiers", "no usable identifier (phone: placeholder value; email: blocklisted value)"],
     ["11", "email", "blocklisted value; value ignored, row imported"],
 ]
-
-
-@pytest.fixture
-def rt():
-    built = runtime.build(Settings(), store=MemoryStore(PEPPER), publisher=LocalQueue())
-    yield built
-    runtime.install(None)
 
 
 def upload(s3, key: str, data: bytes) -> str:
@@ -155,7 +143,7 @@ def test_the_queue_down_stops_the_import_and_leaves_no_half_rejects_file(s3, s3_
         def publish(self, topic: str, messages: list[Message]) -> None:
             raise QueueUnavailable("down for the test")
 
-    rt = runtime.build(Settings(), store=MemoryStore(PEPPER), publisher=Down())
+    rt = build(publisher=Down())
     uri = upload(s3, "orders.csv", ORDERS.read_bytes())
     with pytest.raises(ImportFailed, match="events topic is unavailable"):
         run_import(S3Source(uri, s3_endpoint), rt, via="queue", tz=MSK, progress=False, retries=0)

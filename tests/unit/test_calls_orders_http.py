@@ -8,53 +8,17 @@ import json
 from pathlib import Path
 from urllib.parse import parse_qsl
 
-import functions_framework
 import pytest
 
-from svyaz.adapters.queue import LocalQueue
-from svyaz.adapters.store.memory import MemoryStore
-from svyaz.app import runtime
-from svyaz.app.config import Settings
 from svyaz.domain.model import Identifier
-from svyaz.entrypoints.process import apply_message
-from tests.conftest import PEPPER
+from tests.pipeline_support import apply_queued, client, queued
 
-ROOT = Path(__file__).resolve().parents[2]
-MAIN = str(ROOT / "functions" / "main.py")
-FIXTURES = ROOT / "tests" / "fixtures" / "calls_orders"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "calls_orders"
 TOKEN = "ct-test-token-7f3a"
 CRM_KEY = "crm-test-key-19bd"
 CALL_ID = "call:90412233"
 
-
-@pytest.fixture
-def rt():
-    settings = Settings(calltracking_token=TOKEN, crm_keys=[CRM_KEY], max_body_bytes=4096)
-    built = runtime.build(settings, store=MemoryStore(PEPPER), publisher=LocalQueue())
-    runtime.install(built)
-    yield built
-    runtime.install(None)
-
-
-def client(target: str):
-    return functions_framework.create_app(target, MAIN).test_client()
-
-
-def queued(rt) -> list[dict]:
-    return [json.loads(m.data) for m in rt.publisher.topic(rt.settings.events_topic).queue]
-
-
-def apply_queued(rt) -> list:
-    """Apply every queued event in order through process_event's code, then the follow-up jobs
-    they queue; the events' outcomes."""
-    outcomes = []
-    while messages := rt.publisher.drain(rt.settings.events_topic):
-        for message in messages:
-            outcome = apply_message(message, rt)
-            if message.attributes.get("kind", "event") == "event":
-                outcomes.append(outcome)
-    rt.publisher.drain(rt.settings.profile_updates_topic)
-    return outcomes
+pytestmark = pytest.mark.svyaz_settings(calltracking_token=TOKEN, crm_keys=[CRM_KEY], max_body_bytes=4096)
 
 
 def call_json() -> dict:
@@ -378,20 +342,14 @@ def test_status_updates_of_one_order_count_one_order_event(rt):
     assert counters(rt)["type_order"] == 1
 
 
-def test_a_vendor_with_other_field_names_is_mapped_through_the_configured_field_map():
-    settings = Settings(
-        calltracking_token=TOKEN,
-        calltracking_field_map={"CallerNum": "caller_phone", "visit": "session_id", "uid": "call_id"},
-    )
-    built = runtime.build(settings, store=MemoryStore(PEPPER), publisher=LocalQueue())
-    runtime.install(built)
-    try:
-        query = f"token={TOKEN}&uid=77&CallerNum=89091234567&visit=1980094328&utmSource=yandex"
-        answer = client("calltracking_webhook").get(f"/webhooks/calltracking?{query}")
-        assert answer.status_code == 200 and answer.json["accepted"] == ["call:77"]
-        [message] = built.publisher.drain(built.settings.events_topic)
-        event = json.loads(message.data)
-        assert event["identifiers"] == {"phone": "89091234567", "session_id": "1980094328"}
-        assert event["context"]["source"] == "yandex"  # the Calltouch defaults still apply
-    finally:
-        runtime.install(None)
+@pytest.mark.svyaz_settings(
+    calltracking_field_map={"CallerNum": "caller_phone", "visit": "session_id", "uid": "call_id"}
+)
+def test_a_vendor_with_other_field_names_is_mapped_through_the_configured_field_map(rt):
+    query = f"token={TOKEN}&uid=77&CallerNum=89091234567&visit=1980094328&utmSource=yandex"
+    answer = client("calltracking_webhook").get(f"/webhooks/calltracking?{query}")
+    assert answer.status_code == 200 and answer.json["accepted"] == ["call:77"]
+    [message] = rt.publisher.drain(rt.settings.events_topic)
+    event = json.loads(message.data)
+    assert event["identifiers"] == {"phone": "89091234567", "session_id": "1980094328"}
+    assert event["context"]["source"] == "yandex"  # the Calltouch defaults still apply

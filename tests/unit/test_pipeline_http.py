@@ -8,10 +8,7 @@ import json
 
 import pytest
 
-from svyaz.adapters.store.memory import MemoryStore
-from svyaz.app import runtime
 from svyaz.domain.model import Identifier
-from tests.conftest import PEPPER
 from tests.pipeline_support import (
     API_KEY,
     WRITE_KEY,
@@ -21,21 +18,12 @@ from tests.pipeline_support import (
     deliver_all,
     fixture,
     install,
+    queued,
     raw_message,
 )
 
 AUTH = {"Authorization": f"Bearer {WRITE_KEY}"}
 READ = {"Authorization": f"Bearer {API_KEY}"}
-
-
-@pytest.fixture
-def rt():
-    yield install(MemoryStore(PEPPER))
-    runtime.install(None)
-
-
-def queued(rt) -> list:
-    return list(rt.publisher.topic(rt.settings.events_topic).queue)
 
 
 # --- /collect -----------------------------------------------------------------------------
@@ -46,8 +34,8 @@ def test_a_page_view_is_accepted_and_queued(rt):
     assert answer.status_code == 202
     assert answer.json == {"accepted": ["2f6c1d8e-5b0a-4f7e-9d55-0c6a1f3e9b21"]}
     assert answer.headers["Access-Control-Allow-Origin"] == "*"
-    [message] = queued(rt)
-    assert json.loads(message.data)["identifiers"]["ga_client_id"] == "GA1.1.471788507.1650790107"
+    [event] = queued(rt)
+    assert event["identifiers"]["ga_client_id"] == "GA1.1.471788507.1650790107"
 
 
 def test_a_batch_is_accepted_whole(rt):
@@ -150,12 +138,9 @@ def test_one_bad_event_refuses_the_whole_batch(rt):
 
 
 def test_queue_down_is_503_so_the_sender_retries():
-    install(MemoryStore(PEPPER), BrokenQueue())
-    try:
-        answer = client("collect").post("/collect", json=fixture("collect/web_page_view.json"), headers=AUTH)
-        assert answer.status_code == 503 and answer.headers["Retry-After"]
-    finally:
-        runtime.install(None)
+    install(publisher=BrokenQueue())
+    answer = client("collect").post("/collect", json=fixture("collect/web_page_view.json"), headers=AUTH)
+    assert answer.status_code == 503 and answer.headers["Retry-After"]
 
 
 def test_only_post_is_allowed(rt):

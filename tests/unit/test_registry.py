@@ -8,12 +8,10 @@ import logging
 
 import pytest
 
-from svyaz.adapters.store.memory import MemoryStore
 from svyaz.app import logs
 from svyaz.dev.local import build_wsgi_app
 from svyaz.entrypoints import registry
-from tests.conftest import PEPPER
-from tests.pipeline_support import WRITE_KEY, client, install
+from tests.pipeline_support import WRITE_KEY, client
 
 
 def test_every_http_function_has_a_path_and_no_path_is_served_twice():
@@ -39,8 +37,7 @@ def test_a_path_is_routed_by_its_longest_registered_prefix(path, target):
     assert registry.route(path) == target
 
 
-def test_the_local_service_answers_unknown_paths_with_a_json_404():
-    install(MemoryStore(PEPPER))
+def test_the_local_service_answers_unknown_paths_with_a_json_404(rt):
     from werkzeug.test import Client
 
     answer = Client(build_wsgi_app()).get("/nowhere")
@@ -48,8 +45,7 @@ def test_the_local_service_answers_unknown_paths_with_a_json_404():
     assert json.loads(answer.get_data())["error"] == "not_found"
 
 
-def test_an_unexpected_failure_in_collect_is_a_json_500_a_browser_can_read():
-    rt = install(MemoryStore(PEPPER))
+def test_an_unexpected_failure_in_collect_is_a_json_500_a_browser_can_read(rt):
 
     def broken(*args, **kwargs):
         raise RuntimeError("the queue client broke")
@@ -74,20 +70,15 @@ def test_an_unexpected_failure_in_collect_is_a_json_500_a_browser_can_read():
         ("whatsapp_webhook", {"X-Hub-Signature-256": "sha256=00"}),
     ],
 )
-def test_a_webhook_whose_secret_is_not_configured_answers_503_not_401(target, headers):
-    install(
-        MemoryStore(PEPPER),
-        telegram_secret_token="",
-        calltracking_token="",
-        crm_keys=[],
-        whatsapp_app_secret="",
-    )
+@pytest.mark.svyaz_settings(
+    telegram_secret_token="", calltracking_token="", crm_keys=[], whatsapp_app_secret=""
+)
+def test_a_webhook_whose_secret_is_not_configured_answers_503_not_401(rt, target, headers):
     answer = client(target).post("/", data=b"{}", headers={"Content-Type": "application/json", **headers})
     assert answer.status_code == 503 and answer.json["error"] == "not_configured"
 
 
-def test_a_failed_delivery_is_logged_with_its_stack_and_redelivered():
-    rt = install(MemoryStore(PEPPER))
+def test_a_failed_delivery_is_logged_with_its_stack_and_redelivered(rt):
 
     def contended(event):
         phone = event.identifiers["phone"]

@@ -7,16 +7,13 @@ import itertools
 
 import pytest
 
-from svyaz.adapters.store.memory import MemoryStore
-from svyaz.app import runtime
 from svyaz.app.service import IdentityService
 from svyaz.app.splits import Splitter, new_request
 from svyaz.domain import split as split_rules
 from svyaz.domain.merge import ProfileBusy
 from svyaz.domain.model import Identifier
-from tests.conftest import PEPPER
 from tests.helpers import check_invariants, event, partition
-from tests.pipeline_support import API_KEY, client, deliver_all, install
+from tests.pipeline_support import API_KEY, client, deliver_all
 from tests.split_support import ANNA, BORIS, PHONE, block_and_split, merge_by_shared_phone
 
 READ = {"Authorization": f"Bearer {API_KEY}"}
@@ -129,12 +126,6 @@ def test_a_second_split_of_the_same_profile_waits_for_the_first(memory_service):
 # --- HTTP ------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def rt():
-    yield install(MemoryStore(PEPPER))
-    runtime.install(None)
-
-
 def test_split_over_http_is_queued_answered_202_and_reported_when_done(rt):
     merged = merge_by_shared_phone(IdentityService(rt.store, rt.policy))
     profiles = client("profiles")
@@ -231,22 +222,19 @@ def test_cli_explains_as_a_tree_and_splits(rt, monkeypatch, capsys):
     assert partition(rt.store) == {frozenset(ANNA), frozenset(BORIS)}
 
 
-def test_process_event_queues_the_rest_of_a_split_when_its_time_budget_runs_out(monkeypatch):
+@pytest.mark.svyaz_settings(split_budget_seconds=1e-9)
+def test_process_event_queues_the_rest_of_a_split_when_its_time_budget_runs_out(rt, monkeypatch):
     monkeypatch.setattr(split_rules, "PART_SIZE", 2)
-    rt = install(MemoryStore(PEPPER), split_budget_seconds=1e-9)
-    try:
-        merged = merge_by_shared_phone(IdentityService(rt.store, rt.policy))
-        body = {"block": {"kind": "phone", "value": "+79091234567"}, "reason": "shared phone"}
-        request_id = (
-            client("profiles").post(f"/profiles/{merged}/split", json=body, headers=READ).json["request_id"]
-        )
-        deliveries = 0
-        while delivered := deliver_all(rt):  # each delivery applies one chunk and queues the rest
-            deliveries += delivered
-        assert deliveries >= 4 and rt.store.get_split(request_id).state == "done"
-        assert partition(rt.store) == {frozenset(ANNA), frozenset(BORIS)}
-    finally:
-        runtime.install(None)
+    merged = merge_by_shared_phone(IdentityService(rt.store, rt.policy))
+    body = {"block": {"kind": "phone", "value": "+79091234567"}, "reason": "shared phone"}
+    request_id = (
+        client("profiles").post(f"/profiles/{merged}/split", json=body, headers=READ).json["request_id"]
+    )
+    deliveries = 0
+    while delivered := deliver_all(rt):  # each delivery applies one chunk and queues the rest
+        deliveries += delivered
+    assert deliveries >= 4 and rt.store.get_split(request_id).state == "done"
+    assert partition(rt.store) == {frozenset(ANNA), frozenset(BORIS)}
 
 
 def test_explain_shows_moved_devices_and_refused_links_that_touched_the_profile(memory_service):

@@ -8,11 +8,8 @@ import json
 
 import pytest
 
-from svyaz.adapters.store.memory import MemoryStore
-from svyaz.app import runtime
 from svyaz.domain.model import Identifier
 from svyaz.entrypoints.tag import tag_body
-from tests.conftest import PEPPER
 from tests.pipeline_support import WRITE_KEY, client, deliver_all, fixture, install
 
 
@@ -24,17 +21,10 @@ BASIC = basic(WRITE_KEY)
 
 
 @pytest.fixture
-def rt():
-    yield install(MemoryStore(PEPPER))
-    runtime.install(None)
-
-
-@pytest.fixture
 def rt_both(store):
     """On memory, and on the Firestore emulator (marked ``emulator``): what the mapping keeps
     (nested call metadata, SDK keys such as ``_metadata``) must be storable on both."""
-    yield install(store)
-    runtime.install(None)
+    return install(store)
 
 
 def post(path: str, body, headers=None, **kwargs):

@@ -9,7 +9,8 @@ import json
 import pytest
 
 from svyaz.domain.model import Identifier
-from tests.vendor_support import VENDOR_FIXTURES, CrmRest, apply_queued, call, sign_whatsapp, vendor_runtime
+from tests.pipeline_support import apply_queued
+from tests.vendor_support import VENDOR_FIXTURES, CrmRest, call, sign_whatsapp, vendor_runtime
 
 SESSION = "1980094328"
 YM = "1773558812104712345"

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from tests.vendor_support import VENDOR_FIXTURES, CrmRest, call, queued, vendor_runtime
+from tests.pipeline_support import queued
+from tests.vendor_support import VENDOR_FIXTURES, CrmRest, call, vendor_runtime
 
 
 def fixture(path: str) -> dict:
