@@ -9,7 +9,6 @@ import pytest
 from google.cloud import pubsub_v1
 
 from svyaz.adapters.queue import Message, PubSubPublisher, ensure_topics
-from svyaz.app import runtime
 from svyaz.domain.model import Identifier
 from tests.conftest import PROJECT, make_firestore_store
 from tests.pipeline_support import API_KEY, WRITE_KEY, client, deliver, fixture, install
@@ -31,7 +30,6 @@ def pipeline(firestore_emulator, pubsub_emulator):
     yield rt, subscriber
     subscriber.close()
     rt.publisher.close()
-    runtime.install(None)
 
 
 def pull(subscriber, name: str, expected: int) -> list:

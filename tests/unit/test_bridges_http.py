@@ -8,7 +8,6 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -17,7 +16,6 @@ import functions_framework
 import pytest
 
 from svyaz.adapters.queue import LocalQueue, Message
-from svyaz.adapters.store.memory import MemoryStore
 from svyaz.app import runtime
 from svyaz.app.config import Settings
 from svyaz.app.views import history
@@ -25,7 +23,7 @@ from svyaz.channels import qr
 from svyaz.domain.events import Event
 from svyaz.domain.model import Identifier
 from svyaz.identity.normalize import normalize
-from tests.conftest import PEPPER
+from tests.pipeline_support import install
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = str(ROOT / "functions" / "main.py")
@@ -59,7 +57,7 @@ class Bridge:
 
 
 @pytest.fixture
-def bridge() -> Iterator[Bridge]:
+def bridge() -> Bridge:
     settings = Settings(
         qr_signing_key=QR_KEY,
         qr_allowed_hosts=["shop.example"],
@@ -69,12 +67,7 @@ def bridge() -> Iterator[Bridge]:
         max_body_bytes=MAX_BODY,
     )
     queue = LocalQueue()
-    rt = runtime.build(settings, store=MemoryStore(PEPPER), publisher=queue)
-    runtime.install(rt)
-    try:
-        yield Bridge(rt, queue)
-    finally:
-        runtime.install(None)
+    return Bridge(install(publisher=queue, config=settings), queue)
 
 
 def fixture_bytes(path: Path) -> bytes:
@@ -501,43 +494,35 @@ class _Recorder(LocalQueue):
 
 def _landing_with(publisher: LocalQueue, **overrides) -> Bridge:
     settings = Settings(qr_signing_key=QR_KEY, qr_allowed_hosts=["shop.example"], **overrides)
-    rt = runtime.build(settings, store=MemoryStore(PEPPER), publisher=publisher)
-    runtime.install(rt)
-    return Bridge(rt, publisher)
+    return Bridge(install(publisher=publisher, config=settings), publisher)
 
 
 def test_the_scan_is_published_before_the_answer_within_a_short_deadline():
     """A CPU-throttled platform may never run a publish left for after the response."""
     recorder = _Recorder()
-    try:
-        bridge = _landing_with(recorder)
-        response = bridge.client("qr_landing").get(f"/qr/{token_for()}")
-        assert response.status_code == 302
-        assert recorder.calls == [("within", 2.0)]
-        assert [e.type for e in bridge.queued_events()] == ["qr_scan"]
+    bridge = _landing_with(recorder)
+    response = bridge.client("qr_landing").get(f"/qr/{token_for()}")
+    assert response.status_code == 302
+    assert recorder.calls == [("within", 2.0)]
+    assert [e.type for e in bridge.queued_events()] == ["qr_scan"]
 
-        recorder.calls.clear()
-        _landing_with(recorder, qr_publish_deadline_seconds=0)  # an always-allocated CPU
-        assert bridge.client("qr_landing").get(f"/qr/{token_for()}").status_code == 302
-        assert recorder.calls == [("nowait", None)]
-    finally:
-        runtime.install(None)
+    recorder.calls.clear()
+    _landing_with(recorder, qr_publish_deadline_seconds=0)  # an always-allocated CPU
+    assert bridge.client("qr_landing").get(f"/qr/{token_for()}").status_code == 302
+    assert recorder.calls == [("nowait", None)]
 
 
 def test_a_broker_past_the_deadline_costs_the_scan_not_the_redirect_and_is_logged(caplog):
     import logging
 
     recorder = _Recorder(fail=True)
-    try:
-        bridge = _landing_with(recorder)
-        records: list[logging.LogRecord] = []
-        handler = logging.Handler()
-        handler.emit = records.append  # type: ignore[method-assign]
-        logging.getLogger("svyaz.qr").addHandler(handler)
-        response = bridge.client("qr_landing").get(f"/qr/{token_for()}")
-        logging.getLogger("svyaz.qr").removeHandler(handler)
-    finally:
-        runtime.install(None)
+    bridge = _landing_with(recorder)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logging.getLogger("svyaz.qr").addHandler(handler)
+    response = bridge.client("qr_landing").get(f"/qr/{token_for()}")
+    logging.getLogger("svyaz.qr").removeHandler(handler)
     assert response.status_code == 302 and response.headers["Location"] == TARGET
     [record] = [r for r in records if "qr scan not recorded" in r.getMessage()]
     assert record.levelname == "ERROR"
