@@ -71,8 +71,10 @@ class Splitter:
         return request
 
     def _plan(self, request: SplitRequest) -> SplitRequest:
-        profile = self.store.get_profile(request.profile_id)
+        # The stored document only: the evidence below is read once, not also for a read model.
+        profile = self.store.active_profile(request.profile_id)
         assert profile is not None and profile.splitting == request.request_id
+        profile.merged_from = list(request.family[1:])
         evidence = list(self.store.touchpoints_of(request.family))
         owned = {r.identifier: r for r in self.store.records_of(request.family)}
         blocked = {entry.identifier for entry in self.store.blocklist()}
