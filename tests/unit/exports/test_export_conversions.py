@@ -249,3 +249,75 @@ def test_calls_go_to_the_calls_endpoint(metrica):
     assert (
         stand_in.received[0]["path"] == f"/management/v1/counter/{COUNTER}/offline_conversions/upload_calls"
     )
+
+
+def test_calls_and_google_click_ids_from_the_touch_history(tmp_path, capsys):
+    """A Direct click (yclid) and a call from that site session: Metrica gets the call keyed by the
+    ClientID, the order with the yclid; a Google Ads click (gclid) puts its order in the click file."""
+    from svyaz.adapters.queue import event_message
+    from svyaz.domain.events import Event
+    from svyaz.entrypoints.process import apply_message
+
+    rt = runtime.build(Settings(), store=MemoryStore(PEPPER), publisher=LocalQueue())
+    at = datetime(2026, 11, 5, 10, 0, tzinfo=UTC)
+    landing = "https://shop.example/sofas?utm_source=yandex&utm_medium=cpc&yclid=7391823641827364"
+    events = [
+        Event(
+            event_id="olga-landing",
+            type="page",
+            timestamp=at,
+            identifiers={"ym_client_id": "1690000000111222333", "session_id": "1980094999"},
+            context={"source": "yandex", "medium": "cpc", "page_url": landing},
+        ),
+        Event(
+            event_id="call:555",
+            type="call",
+            timestamp=at.replace(minute=20),
+            channel="calltracking",
+            identifiers={"phone": "+79031112233", "session_id": "1980094999"},
+            properties={"duration": 212, "successful": True},
+        ),
+        Event(
+            event_id="olga-order",
+            type="order",
+            timestamp=at.replace(day=9),
+            channel="store",
+            identifiers={"phone": "+79031112233"},
+            properties={"order_id": "T-1", "amount": "50000", "currency": "RUB"},
+        ),
+        Event(
+            event_id="gleb-landing",
+            type="page",
+            timestamp=at,
+            identifiers={"client_id": "gleb-c"},
+            context={
+                "source": "google",
+                "medium": "cpc",
+                "page_url": "https://shop.example/?gclid=Cj0KCQiAxyz",
+            },
+        ),
+        Event(
+            event_id="gleb-order",
+            type="order",
+            timestamp=at.replace(hour=11),
+            identifiers={"client_id": "gleb-c"},
+            properties={"order_id": "W-5", "amount": "1000.50", "currency": "RUB"},
+        ),
+    ]
+    for event in events:
+        apply_message(event_message(event), rt)
+    run_export(rt, tmp_path, capsys)
+    orders = (tmp_path / "metrica-orders-2026-11-01_2026-11-30.csv").read_text().splitlines()
+    calls = (tmp_path / "metrica-calls-2026-11-01_2026-11-30.csv").read_text().splitlines()
+    assert orders[0] == "ClientId,Yclid,Target,DateTime,Price,Currency"
+    assert orders[1].startswith("1690000000111222333,7391823641827364,offline_order,")
+    assert calls == [
+        "ClientId,Yclid,DateTime,StaticCall,TalkDuration,CallMissed",
+        f"1690000000111222333,7391823641827364,{int(at.replace(minute=20).timestamp())},0,212,0",
+    ]
+    out = run_export(rt, tmp_path, capsys, target="google-ads")
+    assert "refused order:T-1" not in out  # Olga has a phone: enhanced conversion
+    gclid = (tmp_path / "google-ads-gclid-2026-11-01_2026-11-30.csv").read_text().splitlines()
+    assert gclid[2] == "Cj0KCQiAxyz,Offline order,2026-11-05 11:00:00,1000.50,RUB"
+    enhanced = (tmp_path / "google-ads-enhanced-2026-11-01_2026-11-30.csv").read_text()
+    assert len(enhanced.splitlines()) == 3 and "+7903" not in enhanced
