@@ -88,7 +88,7 @@ def create(args: argparse.Namespace) -> int:
     stem = _file_stem(args.store_id, args.campaign, args.offer)
     png, svg = out / f"{stem}.png", out / f"{stem}.svg"
     render(url, png, svg)
-    print(url)
+    print(url, flush=True)  # before the details on stderr, whatever stdout is
     expiry = (
         datetime.fromtimestamp(expires_at, UTC).isoformat().replace("+00:00", "Z") if expires_at else "never"
     )

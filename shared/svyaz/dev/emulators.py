@@ -1,5 +1,5 @@
 """Start and stop the real Firestore and Pub/Sub emulators (gcloud, Java 17) for tests,
-benchmarks and ``svyaz serve --emulators``. Nothing is downloaded: they ship with the SDK."""
+benchmarks and ``svyaz bench --emulator``. Nothing is downloaded: they ship with the SDK."""
 
 from __future__ import annotations
 
