@@ -117,6 +117,17 @@ variable "telegram_bot_username" {
   }
 }
 
+variable "qr_publish_deadline_seconds" {
+  description = "How long the QR landing waits for Pub/Sub before answering (SVYAZ_QR_PUBLISH_DEADLINE_SECONDS). 0 publishes after the answer: only with always-allocated CPU for qr_landing, else a throttled instance may lose the scan."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.qr_publish_deadline_seconds >= 0 && var.qr_publish_deadline_seconds <= 10
+    error_message = "qr_publish_deadline_seconds must be between 0 and 10."
+  }
+}
+
 locals {
   # SVYAZ_* variable -> value; empty ones are left out so the service keeps its default.
   runtime_settings = {
@@ -132,6 +143,7 @@ locals {
     SVYAZ_JOURNAL_IAP_AUDIENCE        = var.journal_iap_audience
     SVYAZ_TRACKING_ID_KINDS           = length(var.tracking_id_kinds) > 0 ? jsonencode(var.tracking_id_kinds) : ""
     SVYAZ_TELEGRAM_BOT_USERNAME       = var.telegram_bot_username
+    SVYAZ_QR_PUBLISH_DEADLINE_SECONDS = tostring(var.qr_publish_deadline_seconds)
   }
   runtime_env = { for name, value in local.runtime_settings : name => value if value != "" }
 }

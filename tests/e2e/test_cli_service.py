@@ -206,3 +206,35 @@ def test_a_pubsub_emulator_that_is_not_there_stops_serve():
     result = _run("serve", "--port", "0", PUBSUB_EMULATOR_HOST="127.0.0.1:9")
     assert result.returncode == 2 and "PUBSUB_EMULATOR_HOST" in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+def test_demo_keep_leaves_its_profiles_open_until_ctrl_c(tmp_path, monkeypatch):
+    import signal
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SVYAZ_", "FIRESTORE", "PUBSUB"))}
+    env["SVYAZ_STATE_DIR"] = str(tmp_path)
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "svyaz.cli", "demo", "--keep"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        lines = []
+        while not any("keeps running on" in line for line in lines):
+            line = demo.stdout.readline()
+            assert line, "".join(lines)
+            lines.append(line)
+        url = lines[-1].split("keeps running on ")[1].split()[0]
+        monkeypatch.setenv("SVYAZ_STATE_DIR", str(tmp_path))
+        assert client.discover() == url  # `svyaz report`, `svyaz import` find it
+        profile = client.ServiceClient(url).lookup("phone", "+79165550102")
+        assert profile["traits"]["first_name"] == "Екатерина"
+        demo.send_signal(signal.SIGINT)
+        demo.communicate(timeout=30)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    assert demo.returncode == 0
+    assert client.discover() is None

@@ -602,6 +602,7 @@ def test_runtime_settings_become_the_functions_environment(tmp_path, monkeypatch
         "SVYAZ_CALLTRACKING_TIMEZONE": "Europe/Moscow",
         "SVYAZ_CALLTRACKING_VENDOR": "generic",
         "SVYAZ_JOURNAL_TIMEZONE": "Europe/Moscow",
+        "SVYAZ_QR_PUBLISH_DEADLINE_SECONDS": "2",
     }, "empty settings must be left out, so the service keeps its defaults"
     ok, env = console(
         ["settings.tf"],
@@ -638,6 +639,7 @@ def test_runtime_settings_become_the_functions_environment(tmp_path, monkeypatch
         ("calltracking_timezone", "Moscow time", "IANA time zone"),
         ("calltracking_vendor", "calltuch", "generic, calltouch or uis"),
         ("calltracking_number_sources", '{"+7 495" = {medium = "cpc"}}', "phone numbers"),
+        ("qr_publish_deadline_seconds", "30", "between 0 and 10"),
     ],
 )
 def test_a_wrong_runtime_setting_is_refused_at_plan(variable, value, message, tmp_path):
