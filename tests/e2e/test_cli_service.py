@@ -238,3 +238,33 @@ def test_demo_keep_leaves_its_profiles_open_until_ctrl_c(tmp_path, monkeypatch):
             demo.kill()
     assert demo.returncode == 0
     assert client.discover() is None
+
+
+def test_explain_and_split_work_on_the_running_service(served, capsys):
+    from tests.e2e.test_local_service import call
+
+    for n, identifiers in enumerate(
+        (
+            {"client_id": "anna-phone", "phone": "+79091234567"},
+            {"client_id": "boris-pc", "email": "boris@mail.ru"},
+        ),
+        1,
+    ):
+        event = {"event_id": f"x-{n}", "type": "identify", "timestamp": f"2026-03-0{n}T10:00:00Z"}
+        assert call(f"{served.url}/collect", WRITE_KEY, {**event, "identifiers": identifiers})[0] == 202
+    family = {"event_id": "x-3", "type": "identify", "timestamp": "2026-03-03T10:00:00Z"}
+    family["identifiers"] = {"phone": "+79091234567", "email": "boris@mail.ru"}
+    assert call(f"{served.url}/collect", WRITE_KEY, family)[0] == 202
+    assert served.worker.wait_idle(10)
+
+    assert main(["explain", "--url", served.url, "--kind", "phone", "--value", "8 909 123-45-67"]) == 0
+    tree = capsys.readouterr().out
+    assert "+79091234567" in tree and "boris@mail.ru" in tree
+    assert main(["explain", "--url", served.url, "--kind", "phone", "--value", "+79990000000"]) == 1
+
+    profile = served.rt.store.lookup(Identifier("phone", "+79091234567"))
+    code = main(
+        ["split", "--url", served.url, "--profile", profile.profile_id, "--block", "email=boris@mail.ru"]
+    )
+    out = capsys.readouterr().out
+    assert code == 0 and '"state": "done"' in out
