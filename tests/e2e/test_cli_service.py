@@ -260,7 +260,7 @@ def test_explain_and_split_work_on_the_running_service(served, capsys):
     assert main(["explain", "--url", served.url, "--kind", "phone", "--value", "8 909 123-45-67"]) == 0
     tree = capsys.readouterr().out
     assert "+79091234567" in tree and "boris@mail.ru" in tree
-    assert main(["explain", "--url", served.url, "--kind", "phone", "--value", "+79990000000"]) == 1
+    assert main(["explain", "--url", served.url, "--kind", "phone", "--value", "+79990000000"]) != 0
 
     profile = served.rt.store.lookup(Identifier("phone", "+79091234567"))
     code = main(
