@@ -267,4 +267,4 @@ def test_explain_and_split_work_on_the_running_service(served, capsys):
         ["split", "--url", served.url, "--profile", profile.profile_id, "--block", "email=boris@mail.ru"]
     )
     out = capsys.readouterr().out
-    assert code == 0 and '"state": "done"' in out
+    assert code == 0 and "done (email blocked): 2 profiles" in out
