@@ -61,13 +61,13 @@ def test_a_malformed_chunked_body_is_a_json_4xx(service, body):
 
 
 def test_svyaz_serve_prints_only_development_keys(monkeypatch):
-    from svyaz.cli.serve import examples
+    from svyaz.cli.serve import development_defaults, examples, local_settings
 
     monkeypatch.setenv("SVYAZ_WRITE_KEYS", "a-real-site-key")
     monkeypatch.setenv("SVYAZ_API_KEYS", "a-real-api-key")
-    text = examples("http://127.0.0.1:8080")
+    text = examples("http://127.0.0.1:8080", local_settings(development_defaults()))
     assert "a-real-site-key" not in text and "a-real-api-key" not in text
     assert "<your write key>" in text and "<your API key>" in text
     assert "/profiles/lookup?" not in text  # the lookup example keeps personal data out of URLs
     monkeypatch.setenv("SVYAZ_WRITE_KEYS", "dev-write-key")
-    assert "dev-write-key" in examples("http://127.0.0.1:8080")
+    assert "dev-write-key" in examples("http://127.0.0.1:8080", local_settings(development_defaults()))

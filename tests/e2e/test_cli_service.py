@@ -268,3 +268,41 @@ def test_explain_and_split_work_on_the_running_service(served, capsys):
     )
     out = capsys.readouterr().out
     assert code == 0 and "done (email blocked): 2 profiles" in out
+
+
+# --- commands configure themselves with explicit settings, never by writing the environment ---
+
+
+def svyaz_variables() -> dict[str, str]:
+    return {name: value for name, value in os.environ.items() if name.startswith("SVYAZ_")}
+
+
+def test_serve_fills_only_unset_secrets_with_development_values_and_writes_no_variable(monkeypatch):
+    from svyaz.cli.serve import development_defaults, local_settings
+
+    monkeypatch.setenv("SVYAZ_WRITE_KEYS", "a-real-site-key")
+    monkeypatch.delenv("SVYAZ_API_KEYS", raising=False)
+    before = svyaz_variables()
+    filled = development_defaults()
+    settings = local_settings(filled, store="firestore")
+    assert "SVYAZ_WRITE_KEYS" not in filled and filled["SVYAZ_API_KEYS"] == "dev-api-key"
+    assert settings.write_keys == ["a-real-site-key"] and settings.api_keys == ["dev-api-key"]
+    assert settings.store == "firestore"
+    assert svyaz_variables() == before
+    monkeypatch.setenv("SVYAZ_ENV", "production")
+    assert development_defaults() == {}  # production never gets a development secret
+
+
+def test_demo_and_a_direct_import_leave_the_environment_as_they_found_it(files, capsys, monkeypatch):
+    monkeypatch.delenv("SVYAZ_STORE", raising=False)
+    monkeypatch.delenv("SVYAZ_WRITE_KEYS", raising=False)
+    monkeypatch.delenv("SVYAZ_API_KEYS", raising=False)
+    before = svyaz_variables()
+    assert main(["demo"]) == 0
+    assert "== Ekaterina's unified profile" in capsys.readouterr().out
+    assert svyaz_variables() == before
+    code = main(
+        ["import", str(files / "customers.jsonl"), "--store", "memory", "--time", "2026-01-01T00:00:00Z"]
+    )
+    assert code in (0, 1) and "(customers, via direct)" in capsys.readouterr().out
+    assert svyaz_variables() == before

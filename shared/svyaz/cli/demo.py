@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import urllib.parse
 import urllib.request
 from typing import Any
@@ -23,15 +22,15 @@ def _call(url: str, key: str, body: dict[str, Any] | None = None) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from svyaz.app.runtime import build
-    from svyaz.cli.serve import development_defaults
+    from svyaz.cli.serve import development_defaults, local_settings
 
-    development_defaults()
+    filled = development_defaults()
     if getattr(args, "url", None):  # a `svyaz serve` already running: its journal shows them
-        send_journeys(args.url.rstrip("/"))
+        send_journeys(args.url.rstrip("/"), local_settings(filled).write_keys[0])
         print(f"Open the customer journal: {args.url.rstrip('/')}/journal/")
         return 0
-    os.environ["SVYAZ_STORE"] = getattr(args, "store", None) or "memory"
-    return run_on(build(), port=args.port, keep=args.keep)
+    settings = local_settings(filled, store=getattr(args, "store", None) or "memory")
+    return run_on(build(settings), port=args.port, keep=args.keep)
 
 
 def run_on(runtime, *, port: int = 0, keep: bool = False) -> int:
@@ -45,10 +44,10 @@ def run_on(runtime, *, port: int = 0, keep: bool = False) -> int:
     try:
         where = "in-memory store" if runtime.settings.store == "memory" else "Firestore"
         print(f"local service on {service.url} ({where})\n")
-        send_journeys(service.url)
+        send_journeys(service.url, runtime.settings.write_keys[0])
         service.worker.wait_idle(30)
         print()
-        api_key = os.environ["SVYAZ_API_KEYS"].split(",")[0]
+        api_key = runtime.settings.api_keys[0]
         for name, journey in JOURNEYS.items():
             kind, value = next(iter(journey()[0].identifiers.items()))
             query = {"kind": kind, "value": value}
@@ -92,11 +91,10 @@ def _keep_serving(service, api_key: str) -> None:
         client.withdraw()
 
 
-def send_journeys(url: str) -> None:
+def send_journeys(url: str, write_key: str) -> None:
     """POST the seed's journeys to ``url``/collect, printing each answer."""
     from svyaz.dev.demo import JOURNEYS
 
-    write_key = os.environ["SVYAZ_WRITE_KEYS"].split(",")[0]
     for name, journey in JOURNEYS.items():
         print(f"== {name}: POST {url}/collect")
         for event in journey():

@@ -7,41 +7,52 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from svyaz.entrypoints import registry
 
-
-def development_defaults() -> list[str]:
-    """Fill unset secrets with fixed development values (never in production mode)."""
-    if os.environ.get("SVYAZ_ENV", "development") == "production":
-        return []
-    values = registry.development_values()
-    filled = [name for name in values if not os.environ.get(name)]
-    for name in filled:
-        os.environ[name] = values[name]
-    return filled
-
-
-def site_tag(url: str, key: str) -> str:
-    """The one line a site puts on every page (with the tag's content hash: cached for a year)."""
+if TYPE_CHECKING:
     from svyaz.app.config import Settings
+
+
+def development_defaults(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The registry's development values of the secrets ``environ`` leaves unset, by variable
+    (none in production mode). A command passes them to :func:`local_settings`; nothing is
+    written to the environment."""
+    if environ.get("SVYAZ_ENV", "development") == "production":
+        return {}
+    return {name: value for name, value in registry.development_values().items() if not environ.get(name)}
+
+
+def local_settings(filled: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """The settings of a local command: the environment's, with the ``filled`` development
+    values and the command's own choices (``store=...``) as explicit overrides."""
+    from svyaz.app.config import Settings
+
+    values = {name.removeprefix("SVYAZ_").lower(): value for name, value in (filled or {}).items()}
+    return Settings(**(values | overrides))
+
+
+def site_tag(url: str, key: str, settings: Settings) -> str:
+    """The one line a site puts on every page (with the tag's content hash: cached for a year)."""
     from svyaz.entrypoints.tag import versioned_path
 
-    path = versioned_path(Settings().cookie_name)
+    path = versioned_path(settings.cookie_name)
     return f'<script async src="{url}{path}" data-write-key="{key}"></script>'
 
 
-def shown_key(name: str, placeholder: str) -> str:
+def shown_key(keys: list[str], name: str, placeholder: str) -> str:
     """A key for the printed examples: the development value, never a configured one."""
-    value = os.environ.get(name, "").split(",")[0]
+    value = keys[0] if keys else ""
     return value if value == registry.development_values().get(name) else placeholder
 
 
-def examples(url: str) -> str:
-    key = shown_key("SVYAZ_WRITE_KEYS", "<your write key>")
-    api = shown_key("SVYAZ_API_KEYS", "<your API key>")
+def examples(url: str, settings: Settings) -> str:
+    key = shown_key(settings.write_keys, "SVYAZ_WRITE_KEYS", "<your write key>")
+    api = shown_key(settings.api_keys, "SVYAZ_API_KEYS", "<your API key>")
     return f"""The site tag, one line on every page of the site:
-  {site_tag(url, key)}
+  {site_tag(url, key, settings)}
 Try it:
   curl -s -X POST {url}/collect -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\
     -d '{{"event_id": "ev-1", "type": "page", "identifiers": {{"client_id": "c-42", "session_id": "1980094328"}},
@@ -53,7 +64,7 @@ Try it:
   curl -s '{url}/profiles/<profile_id>/touchpoints' -H 'Authorization: Bearer {api}'"""
 
 
-def journal_hint(url: str, rt, filled: list[str]) -> str:
+def journal_hint(url: str, rt, filled: Mapping[str, str]) -> str:
     """Where people open the customer journal, and a one-time sign-in link (this process only).
     The password is shown only when it is the development value filled in here."""
     settings = rt.settings
@@ -69,14 +80,13 @@ def journal_hint(url: str, rt, filled: list[str]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     filled = development_defaults()
-    os.environ["SVYAZ_STORE"] = args.store
     from svyaz.app.config import ConfigError
     from svyaz.app.runtime import build
     from svyaz.dev import client, preflight
     from svyaz.dev.local import LocalService
 
     try:
-        rt = build()
+        rt = build(local_settings(filled, store=args.store))
         # Refuse to start rather than accept events that could never be applied.
         preflight.check(rt.settings)
         rt.store  # noqa: B018 - built now: a bad setting stops here, named
@@ -97,10 +107,10 @@ def run(args: argparse.Namespace) -> int:
     if filled:
         print(
             "Development secrets (set SVYAZ_* to change): "
-            + ", ".join(f"{n}={registry.development_values()[n]}" for n in filled)
+            + ", ".join(f"{name}={value}" for name, value in filled.items())
         )
     print(journal_hint(service.url, rt, filled))
-    print(examples(service.url))
+    print(examples(service.url, rt.settings))
     print("Ctrl-C stops; queued events are applied first.", flush=True)
 
     stop = threading.Event()

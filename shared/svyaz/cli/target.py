@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -49,13 +48,12 @@ def open_target(args: argparse.Namespace, *, store_needed: bool = True, quiet: b
             print(note, file=sys.stderr)
         return Opened(target, client=client)
 
-    from svyaz.app.config import ConfigError
+    from svyaz.app.config import ConfigError, Settings
     from svyaz.app.runtime import build
     from svyaz.dev import preflight
 
-    os.environ["SVYAZ_STORE"] = target.store or "memory"
     try:
-        rt = build()
+        rt = build(Settings(store=target.store or "memory"))
         if store_needed:
             preflight.check(rt.settings, queue=False)
             rt.store  # noqa: B018 - built now: a missing secret stops here, named

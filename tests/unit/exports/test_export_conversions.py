@@ -16,16 +16,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from svyaz.adapters.queue import LocalQueue
-from svyaz.adapters.store.memory import MemoryStore
-from svyaz.app import runtime
-from svyaz.app.config import Settings
 from svyaz.cli import demo, exports
+from svyaz.cli.serve import local_settings
 from svyaz.domain.model import Identifier
 from svyaz.entrypoints import registry
 from svyaz.exports.metrica import MetricaClient, MetricaError
 from svyaz.exports.service import export
-from tests.conftest import PEPPER
+from tests.pipeline_support import build
 
 EKATERINA_YM = "1702385561118374409"
 VASILY_YM = "1681971876942937034"
@@ -36,15 +33,12 @@ TOKEN, COUNTER = "y0_test-oauth-token", "12606739"
 def demo_runtime(monkeypatch):
     """A runtime on one memory store with the demo's two journeys applied through the real
     HTTP endpoints (what `svyaz demo --store firestore` leaves in Firestore)."""
-    for name, value in registry.development_values().items():  # what `svyaz demo` fills in
-        monkeypatch.setenv(name, value)
-    rt = runtime.build(Settings(), store=MemoryStore(PEPPER), publisher=LocalQueue())
+    rt = build(config=local_settings(registry.development_values()))  # what `svyaz demo` fills in
     level = logging.getLogger("svyaz").level
     with contextlib.redirect_stdout(io.StringIO()):
         assert demo.run_on(rt) == 0
     logging.getLogger("svyaz").setLevel(level)  # the demo quiets the service's logs
-    yield rt
-    runtime.install(None)
+    return rt
 
 
 def args(tmp_path, target="metrica", **extra) -> argparse.Namespace:
