@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from svyaz.app.config import Settings
 from svyaz.cli import demo, exports
 from svyaz.cli.serve import local_settings
 from svyaz.domain.model import Identifier
@@ -252,7 +253,7 @@ def test_calls_and_google_click_ids_from_the_touch_history(tmp_path, capsys):
     from svyaz.domain.events import Event
     from svyaz.entrypoints.process import apply_message
 
-    rt = runtime.build(Settings(), store=MemoryStore(PEPPER), publisher=LocalQueue())
+    rt = build(config=Settings())
     at = datetime(2026, 11, 5, 10, 0, tzinfo=UTC)
     landing = "https://shop.example/sofas?utm_source=yandex&utm_medium=cpc&yclid=7391823641827364"
     events = [
