@@ -6,18 +6,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import urllib.parse
-import urllib.request
-from typing import Any
+from urllib.parse import quote
 
-
-def _call(url: str, key: str, body: dict[str, Any] | None = None) -> Any:
-    data = None if body is None else json.dumps(body, default=str).encode()
-    request = urllib.request.Request(url, data=data, method="POST" if body is not None else "GET")  # noqa: S310
-    request.add_header("Authorization", f"Bearer {key}")
-    request.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - our own local service
-        return json.loads(answer.read())
+from svyaz.dev.client import ServiceClient
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,11 +39,12 @@ def run_on(runtime, *, port: int = 0, keep: bool = False) -> int:
         service.worker.wait_idle(30)
         print()
         api_key = runtime.settings.api_keys[0]
+        profiles = ServiceClient(service.url, api_key)
         for name, journey in JOURNEYS.items():
             kind, value = next(iter(journey()[0].identifiers.items()))
             query = {"kind": kind, "value": value}
-            profile = _call(f"{service.url}/profiles/lookup", api_key, query)
-            touches = _call(f"{service.url}/profiles/{profile['profile_id']}/touchpoints", api_key)
+            profile = profiles.lookup(kind, value)
+            touches = profiles.ok("GET", f"/profiles/{quote(profile['profile_id'], safe='')}/touchpoints")
             print(f"== {name}'s unified profile (POST /profiles/lookup {json.dumps(query)})")
             print(render_text(profile, touches["touchpoints"]))
             print()
@@ -95,10 +87,11 @@ def send_journeys(url: str, write_key: str) -> None:
     """POST the seed's journeys to ``url``/collect, printing each answer."""
     from svyaz.dev.demo import JOURNEYS
 
+    service = ServiceClient(url)
     for name, journey in JOURNEYS.items():
         print(f"== {name}: POST {url}/collect")
         for event in journey():
-            answer = _call(f"{url}/collect", write_key, json.loads(event.to_json()))
+            answer = service.ok("POST", "/collect", json.loads(event.to_json()), key=write_key)
             print(f"   {event.event_id:<12} {event.type:<9} {event.channel:<6} -> 202 {answer['accepted']}")
 
 

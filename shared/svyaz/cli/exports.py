@@ -17,7 +17,7 @@ import sys
 from datetime import UTC, date, datetime, tzinfo
 from typing import Any
 
-from svyaz.cli.reports import parse_day, parse_tz, period, tz_name
+from svyaz.cli.reports import add_period, note_if_empty, period, tz_name
 
 
 def _label(credit: dict[str, str] | None) -> str:
@@ -118,15 +118,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         opened = open_target(args)
+        note_if_empty(opened)
         if opened.client is not None:
             answer = opened.client.ok("POST", "/local/export", request_body(args))
         else:
-            if opened.target.store == "memory":
-                print(
-                    "note: no svyaz serve is running, so this reads the empty memory store of this "
-                    "process; start `svyaz serve` (or `svyaz demo --keep`), or use --store firestore",
-                    file=sys.stderr,
-                )
             answer = export_on(
                 opened.rt, args.target, args.first, args.last, args.tz, args.again, args.upload
             )
@@ -163,13 +158,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     sub.add_argument(
         "--target", choices=["metrica", "google-ads"], required=True, help="the ad system to export for"
     )
-    sub.add_argument(
-        "--from", dest="first", type=parse_day, required=True, metavar="YYYY-MM-DD", help="first day"
-    )
-    sub.add_argument(
-        "--to", dest="last", type=parse_day, required=True, metavar="YYYY-MM-DD", help="inclusive"
-    )
-    sub.add_argument("--tz", type=parse_tz, default=UTC, help="time zone of the dates (default: UTC)")
+    add_period(sub)
     sub.add_argument("--upload", action="store_true", help="upload to Metrica's management API")
     sub.add_argument("--out", default=".", help="directory for the files (default: here)")
     sub.add_argument("--again", action="store_true", help="export conversions exported before too")

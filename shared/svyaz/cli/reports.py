@@ -49,6 +49,37 @@ def tz_name(tz: tzinfo) -> str:
     return getattr(tz, "key", "UTC")
 
 
+def add_period(parser: argparse.ArgumentParser) -> None:
+    """--from, --to and --tz: the days of a report or an export, in a time zone."""
+    parser.add_argument(
+        "--from",
+        dest="first",
+        type=parse_day,
+        required=True,
+        metavar="YYYY-MM-DD",
+        help="first day of the period (in --tz)",
+    )
+    parser.add_argument(
+        "--to",
+        dest="last",
+        type=parse_day,
+        required=True,
+        metavar="YYYY-MM-DD",
+        help="last day of the period, inclusive",
+    )
+    parser.add_argument("--tz", type=parse_tz, default=UTC, help="time zone of the dates (default: UTC)")
+
+
+def note_if_empty(opened) -> None:
+    """A command reading this process's own memory store reads nothing: say so."""
+    if opened.client is None and opened.target.store == "memory":
+        print(
+            "note: no svyaz serve is running, so this reads the empty memory store of this process; "
+            "start `svyaz serve` (or `svyaz demo --keep`), or use --url / --store firestore",
+            file=sys.stderr,
+        )
+
+
 def run_attribution(args: argparse.Namespace) -> int:
     from svyaz.app.reports import AttributionReport
     from svyaz.cli.target import CommandError, open_target
@@ -59,16 +90,11 @@ def run_attribution(args: argparse.Namespace) -> int:
         return 2
     try:
         opened = open_target(args)
+        note_if_empty(opened)
         if opened.client is not None:
             answer = opened.client.attribution(str(args.first), str(args.last), tz_name(args.tz), args.by)
             text = render(AttributionReport.from_dict(answer), args.first, args.last, args.tz, args.json)
         else:
-            if opened.target.store == "memory":
-                print(
-                    "note: no svyaz serve is running, so this reads the empty memory store of this "
-                    "process; start `svyaz serve`, or use --url / --store firestore",
-                    file=sys.stderr,
-                )
             text = attribution_text(opened.rt.store, args.first, args.last, args.tz, args.by, args.json)
     except (CommandError, ServiceError) as exc:
         print(f"svyaz report: {exc}", file=sys.stderr)
@@ -89,22 +115,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "split offline (channel crm/store) vs online. Reads the running service (--url, SVYAZ_URL or "
         "the local svyaz serve) or a store (--store).",
     )
-    sub.add_argument(
-        "--from",
-        dest="first",
-        type=parse_day,
-        required=True,
-        metavar="YYYY-MM-DD",
-        help="first day of the period (in --tz)",
-    )
-    sub.add_argument(
-        "--to",
-        dest="last",
-        type=parse_day,
-        required=True,
-        metavar="YYYY-MM-DD",
-        help="last day of the period, inclusive",
-    )
+    add_period(sub)
     sub.add_argument(
         "--by",
         choices=["first_touch", "last_touch"],
@@ -112,6 +123,5 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="which credited touch a sale goes to (default: %(default)s)",
     )
     sub.add_argument("--json", action="store_true", help="machine-readable output")
-    sub.add_argument("--tz", type=parse_tz, default=UTC, help="time zone of the dates (default: UTC)")
     add_options(sub)
     sub.set_defaults(run=run_attribution)
