@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -84,6 +87,37 @@ def served(rt: runtime.Runtime, **options: Any) -> Iterator[LocalService]:
         yield service
     finally:
         service.stop()
+
+
+def user_environment(**extra: str) -> dict[str, str]:
+    """The environment of a user's shell for a ``svyaz`` process: none of the test session's
+    SVYAZ_* or emulator variables (its state directory kept: no developer's `svyaz serve` is
+    found), then ``extra``."""
+    kept = {k: v for k, v in os.environ.items() if not k.startswith(("SVYAZ_", "FIRESTORE", "PUBSUB"))}
+    return kept | {"SVYAZ_STATE_DIR": os.environ["SVYAZ_STATE_DIR"]} | extra
+
+
+@contextmanager
+def svyaz_running(*args: str, until: str, **env: str) -> Iterator[tuple[subprocess.Popen, list[str]]]:
+    """``svyaz <args>`` started as a user starts it, once it has printed a line containing
+    ``until``: the process and its lines so far; killed if it still runs when the block ends."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "svyaz.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=user_environment(**env),
+    )
+    try:
+        lines: list[str] = []
+        while not any(until in line for line in lines):
+            line = process.stdout.readline()
+            assert line, "".join(lines)
+            lines.append(line)
+        yield process, lines
+    finally:
+        if process.poll() is None:
+            process.kill()
 
 
 def client(target: str):

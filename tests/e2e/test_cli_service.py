@@ -20,7 +20,7 @@ from svyaz.cli.serve import stop_summary
 from svyaz.dev import client
 from svyaz.dev.local import MAX_ATTEMPTS, LocalService
 from svyaz.domain.model import Identifier
-from tests.pipeline_support import API_KEY, FIXTURES, WRITE_KEY, build
+from tests.pipeline_support import API_KEY, FIXTURES, WRITE_KEY, build, svyaz_running, user_environment
 from tests.pipeline_support import served as serving
 
 CALLS = FIXTURES / "calls_orders"
@@ -168,10 +168,9 @@ def test_the_worker_counts_and_names_the_events_it_gives_up(monkeypatch):
 
 
 def _run(*args: str, **env: str) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("SVYAZ_", "FIRESTORE", "PUBSUB"))}
     return subprocess.run(
         [sys.executable, "-m", "svyaz.cli", *args],
-        env={**clean, "SVYAZ_STATE_DIR": os.environ["SVYAZ_STATE_DIR"], **env},
+        env=user_environment(**env),
         capture_output=True,
         text=True,
         timeout=60,
@@ -211,21 +210,8 @@ def test_a_pubsub_emulator_that_is_not_there_stops_serve():
 def test_demo_keep_leaves_its_profiles_open_until_ctrl_c(tmp_path, monkeypatch):
     import signal
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SVYAZ_", "FIRESTORE", "PUBSUB"))}
-    env["SVYAZ_STATE_DIR"] = str(tmp_path)
-    demo = subprocess.Popen(
-        [sys.executable, "-m", "svyaz.cli", "demo", "--keep"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
-    try:
-        lines = []
-        while not any("keeps running on" in line for line in lines):
-            line = demo.stdout.readline()
-            assert line, "".join(lines)
-            lines.append(line)
+    running = svyaz_running("demo", "--keep", until="keeps running on", SVYAZ_STATE_DIR=str(tmp_path))
+    with running as (demo, lines):
         url = lines[-1].split("keeps running on ")[1].split()[0]
         monkeypatch.setenv("SVYAZ_STATE_DIR", str(tmp_path))
         assert client.discover() == url  # `svyaz report`, `svyaz import` find it
@@ -233,9 +219,6 @@ def test_demo_keep_leaves_its_profiles_open_until_ctrl_c(tmp_path, monkeypatch):
         assert profile["traits"]["first_name"] == "Екатерина"
         demo.send_signal(signal.SIGINT)
         demo.communicate(timeout=30)
-    finally:
-        if demo.poll() is None:
-            demo.kill()
     assert demo.returncode == 0
     assert client.discover() is None
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 import urllib.parse
 
@@ -15,7 +12,7 @@ from svyaz.adapters.queue import PubSubPublisher
 from svyaz.dev.emulators import free_port
 from svyaz.dev.local import LocalService
 from tests.conftest import PROJECT, make_firestore_store
-from tests.pipeline_support import API_KEY, WRITE_KEY, build, http, served
+from tests.pipeline_support import API_KEY, WRITE_KEY, build, http, served, svyaz_running
 
 
 def call(url: str, key: str, body: dict | None = None) -> tuple[int, dict]:
@@ -61,20 +58,7 @@ def test_every_function_answers_under_its_path_and_stop_applies_what_was_accepte
 
 def test_svyaz_serve_prints_its_urls_and_stops_cleanly_on_ctrl_c():
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SVYAZ_") and "EMULATOR" not in k}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "svyaz.cli", "serve", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
-    try:
-        banner = []
-        while not any("Ctrl-C" in line for line in banner):
-            line = process.stdout.readline()
-            assert line, "".join(banner)
-            banner.append(line)
+    with svyaz_running("serve", "--port", str(port), until="Ctrl-C") as (process, banner):
         text = "".join(banner)
         assert f"http://127.0.0.1:{port}/collect" in text and "curl -s -X POST" in text
         status, body = call(
@@ -83,9 +67,6 @@ def test_svyaz_serve_prints_its_urls_and_stops_cleanly_on_ctrl_c():
         assert status == 202 and body == {"accepted": ["view-1"]}
         process.send_signal(signal.SIGINT)
         out, _ = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
     assert process.returncode == 0
     assert "stopped: 1 events applied, 0 rejected, 0 given up, 0 left unapplied" in out
 

@@ -98,18 +98,9 @@ def only(blocks: list | None, what: str) -> dict:
 
 def eval_function_table(expression: str, tmp_path: pathlib.Path):
     """Evaluate an expression over infra/function_table.tf (literals only) with `terraform console`."""
-    shutil.copy(INFRA / "function_table.tf", tmp_path / "function_table.tf")
-    result = subprocess.run(
-        [TERRAFORM, "console"],
-        input=f"jsonencode({expression})\n",
-        cwd=tmp_path,
-        env=TF_ENV,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    return json.loads(json.loads(result.stdout.strip().splitlines()[-1]))
+    ok, value = console(["function_table.tf"], expression, tmp_path)
+    assert ok, value
+    return value
 
 
 @pytest.fixture(scope="module")
