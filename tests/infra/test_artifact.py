@@ -228,5 +228,6 @@ def test_the_real_archive_holds_no_development_tooling(repo_root, tmp_path):
     tooling = [n for n in names if n.split("/")[1:2] and n.split("/")[1] in TOOLING]
     assert tooling == []
     assert "svyaz/entrypoints/collect.py" in names and "svyaz/adapters/store/firestore.py" in names
+    assert "svyaz/web/svyaz.js" in names  # the collect function serves the site tag from it
     for library in ("boto3", "tqdm", "segno", "moto", "pytest"):
         assert library not in requirements
