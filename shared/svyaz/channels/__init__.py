@@ -30,6 +30,7 @@ __all__ = [
     "ChannelError",
     "build_event",
     "clip",
+    "day_first_iso",
     "drop_empty",
     "from_unix",
     "printable_id",
@@ -39,8 +40,18 @@ __all__ = [
 ]
 
 PRINTABLE_ASCII = re.compile(r"^[\x21-\x7e]+$")
+
+
+def _day_first(separators: str) -> re.Pattern[str]:
+    sep = f"[{separators}]"
+    clock = r"(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?"
+    return re.compile(rf"^(\d{{2}}){sep}(\d{{2}}){sep}(\d{{4}}){clock}$")
+
+
 # dd.mm.yyyy [HH:MM[:SS]], as 1C, tills and Russian spreadsheets write dates.
-RUSSIAN_DATE = re.compile(r"^(\d{2})\.(\d{2})\.(\d{4})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?$")
+RUSSIAN_DATE = _day_first(".")
+# Calltouch's call journal writes dd/mm/yyyy HH:MM:SS (dots accepted too).
+CALLTOUCH_DATE = _day_first("/.")
 # Event times outside this window are sender bugs (milliseconds sent as seconds, zeros, ...).
 MIN_UNIX = 946_684_800  # 2000-01-01
 MAX_UNIX = 4_102_444_800  # 2100-01-01
@@ -109,11 +120,20 @@ def clip(value: object, max_length: int) -> str | None:
     return value[:max_length] or None
 
 
+def day_first_iso(value: str, pattern: re.Pattern[str] = RUSSIAN_DATE) -> str | None:
+    """A day-first date (``dd.mm.yyyy [HH:MM[:SS]]``, or as ``pattern`` separates it) as ISO 8601
+    text without an offset; None when the value is not one."""
+    match = pattern.match(value.strip())
+    if match is None:
+        return None
+    day, month, year, hour, minute, second = match.groups()
+    return f"{year}-{month}-{day}T{int(hour or 0):02d}:{minute or '00'}:{second or '00'}"
+
+
 def russian_date(value: object) -> object:
     """``dd.mm.yyyy [HH:MM[:SS]]`` as ISO 8601 text for pydantic; anything else unchanged."""
-    if isinstance(value, str) and (match := RUSSIAN_DATE.match(value.strip())):
-        day, month, year, hour, minute, second = match.groups()
-        return f"{year}-{month}-{day}T{int(hour or 0):02d}:{minute or '00'}:{second or '00'}"
+    if isinstance(value, str) and (iso := day_first_iso(value)):
+        return iso
     return value
 
 

@@ -40,9 +40,11 @@ from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 from svyaz.channels import (
+    CALLTOUCH_DATE,
     ChannelError,
     build_event,
     clip,
+    day_first_iso,
     drop_empty,
     from_unix,
     printable_id,
@@ -166,7 +168,6 @@ _FALSE = frozenset(
     }
 )
 _GA_CID = re.compile(r"^\d+\.\d+$")
-_CALLTOUCH_DATE = re.compile(r"^(\d{2})[/.](\d{2})[/.](\d{4})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?$")
 _CLOCK = re.compile(r"^(?:(\d+):)?(\d{1,2}):(\d{2})$")
 
 
@@ -207,15 +208,8 @@ def parse_time(value: str, local_tz: tzinfo = MOSCOW) -> datetime:
     if value.isdigit():
         # 13 digits: milliseconds, as JavaScript-minded senders send them.
         return from_unix(int(value) // 1000 if len(value) == 13 else value, "time")
-    match = _CALLTOUCH_DATE.match(value)
     try:
-        if match:
-            day, month, year, hour, minute, second = match.groups()
-            moment = datetime(
-                int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0)
-            )
-        else:
-            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(day_first_iso(value, CALLTOUCH_DATE) or value.replace("Z", "+00:00"))
     except ValueError:
         raise ChannelError("time: not unix seconds, ISO 8601 or dd/mm/yyyy HH:MM:SS") from None
     if moment.tzinfo is None:
