@@ -9,6 +9,8 @@ import os
 import sys
 from datetime import UTC, datetime
 
+from svyaz.app.reports import BY
+
 
 def run(args: argparse.Namespace) -> int:
     from svyaz.cli.target import CommandError
@@ -200,7 +202,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--report", action="store_true", help="print the attribution report of the run")
     parser.add_argument(
         "--by",
-        choices=["first_touch", "last_touch"],
+        choices=BY,
         default="first_touch",
         help="credit of the --report (default: %(default)s)",
     )

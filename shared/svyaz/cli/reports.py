@@ -12,7 +12,7 @@ import sys
 from datetime import UTC, date, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from svyaz.app.reports import period
+from svyaz.app.reports import BY, period
 
 __all__ = ["attribution_text", "parse_day", "parse_tz", "period", "render"]
 
@@ -118,7 +118,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_period(sub)
     sub.add_argument(
         "--by",
-        choices=["first_touch", "last_touch"],
+        choices=BY,
         default="first_touch",
         help="which credited touch a sale goes to (default: %(default)s)",
     )
