@@ -12,6 +12,7 @@ import pytest
 from google.cloud import pubsub_v1
 
 from svyaz.adapters.queue import Message, PubSubPublisher, ensure_topics
+from svyaz.adapters.store.base import FoldLater
 from svyaz.app import runtime
 from svyaz.app.config import Settings
 from svyaz.app.reports import attribution
@@ -60,7 +61,10 @@ def test_queue_mode_through_pubsub_into_firestore(s3, s3_endpoint, firestore_emu
         jobs = pull(subscriber, 1)
         assert jobs and {m.attributes["kind"] for m in jobs} <= {"credit", "repoint", "fold"}
         for job in jobs:
-            apply_message(job, rt)
+            try:
+                apply_message(job, rt)
+            except FoldLater:  # debounced: Pub/Sub redelivers it later; reads fold the family already
+                assert job.attributes["kind"] == "fold"
 
         katya = rt.store.lookup(Identifier("phone", "+79091234567"))
         assert katya.identifiers["loyalty_card"] == ["2900009876543"]
