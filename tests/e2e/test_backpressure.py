@@ -77,3 +77,30 @@ def test_a_flood_of_batches_is_held_to_the_limit_and_everything_accepted_is_appl
     for event_id in accepted:  # every 202 reached the graph
         n, request, i = (part[1:] for part in event_id.split("-"))
         assert rt.store.lookup(Identifier("client_id", f"visitor-{n}-{request}-{i}")) is not None
+
+
+def test_a_debounced_fold_is_put_back_when_due_not_given_up(monkeypatch):
+    """A fold job that must wait (``FoldLater``) is not a failure: the worker puts it back once
+    its interval has passed instead of burning its delivery attempts and giving it up."""
+    from svyaz.adapters.store.base import FoldLater
+    from svyaz.dev import local
+
+    monkeypatch.setattr(local, "FOLD_RETRY_SECONDS", 0.05)
+    rt = build()
+    worker = local.Worker(rt)
+    tries: list[int] = []
+
+    def deliver(message):
+        tries.append(1)
+        if len(tries) <= local.MAX_ATTEMPTS + 2:  # more waits than attempts a failure gets
+            raise FoldLater("profile folded a moment ago")
+
+    worker.deliver = deliver
+    worker.start()
+    rt.publisher.publish(rt.settings.events_topic, [Message(b"{}", {"kind": "fold"})])
+    for _ in range(200):
+        if len(tries) > local.MAX_ATTEMPTS + 2:
+            break
+        threading.Event().wait(0.02)
+    worker.stop()
+    assert len(tries) == local.MAX_ATTEMPTS + 3 and worker.given_up == []

@@ -30,6 +30,7 @@ from svyaz.adapters.queue import (
     cloud_event_for,
     ensure_topics,
 )
+from svyaz.adapters.store.base import FOLD_INTERVAL_MS, FoldLater
 from svyaz.app import runtime as runtime_module
 from svyaz.entrypoints import registry
 
@@ -37,6 +38,7 @@ log = logging.getLogger("svyaz.dev.local")
 
 LOCAL_SUBSCRIPTION = "svyaz-events-local"
 MAX_ATTEMPTS = 5  # then the message is dead-lettered (kept in memory, reported)
+FOLD_RETRY_SECONDS = FOLD_INTERVAL_MS // 1000  # a debounced fold is due again after its interval
 
 
 def functions_source() -> Path:
@@ -107,6 +109,7 @@ class Worker:
         self.process_event = _process_event_function()
         self._lock = threading.Lock()
         self.in_flight = 0
+        self.delayed = 0  # debounced jobs waiting to be put back
         self.last_delivery = 0.0
         self.thread: threading.Thread | None = None
         self.streaming: Any = None
@@ -121,6 +124,22 @@ class Worker:
         if message.attributes.get("kind") not in JOB_KINDS:  # follow-up jobs are not events
             with self._lock:
                 self.applied += 1
+
+    def _later(self, topic: queue_lib.Queue, message: Message) -> None:
+        """Put a debounced job back when it is due, without holding up the events behind it.
+        ``pending`` does not count it (it is not an event); one still waiting at a stop is
+        dropped, and the customer's next event folds the profile again."""
+        with self._lock:
+            self.delayed += 1
+
+        def due() -> None:
+            topic.put(message)
+            with self._lock:
+                self.delayed -= 1
+
+        timer = threading.Timer(FOLD_RETRY_SECONDS, due)
+        timer.daemon = True
+        timer.start()
 
     @property
     def given_up(self) -> list[str]:
@@ -166,6 +185,8 @@ class Worker:
             try:
                 self.deliver(message)
                 attempts.pop(message.message_id, None)
+            except FoldLater:  # debounced, not failed: due again once the fold interval has passed
+                self._later(topic, message)
             except Exception as exc:  # transient: redeliver later, as Pub/Sub would
                 n = attempts[message.message_id] = attempts.get(message.message_id, 0) + 1
                 if not self._failed(message, n, exc):
@@ -196,6 +217,8 @@ class Worker:
             try:
                 self.deliver(message)
                 received.ack()
+            except FoldLater:  # debounced, not failed: redelivered once the fold interval has passed
+                received.modify_ack_deadline(FOLD_RETRY_SECONDS)
             except Exception as exc:
                 # The local subscription has no dead-letter policy: give up here, as GCP's would.
                 with self._lock:
