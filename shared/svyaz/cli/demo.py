@@ -63,6 +63,10 @@ def _keep_serving(service, api_key: str) -> None:
     from svyaz.cli.serve import journal_hint
     from svyaz.dev import client
 
+    # Ctrl-C is caught before anyone is told the service is there: a prompt one stops it cleanly.
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
     client.announce(service.url, service.rt.settings.store)
     print(
         f"the service keeps running on {service.url} with these profiles; e.g.\n"
@@ -72,9 +76,6 @@ def _keep_serving(service, api_key: str) -> None:
         "Ctrl-C stops it.",
         flush=True,
     )
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
     try:
         stop.wait()
     except KeyboardInterrupt:
