@@ -8,6 +8,7 @@ locals {
     "/blocklist"                   = "profiles"
     "/collect"                     = "collect"
     "/journal"                     = "profiles"
+    "/openapi.json"                = "profiles"
     "/profiles"                    = "profiles"
     "/qr"                          = "qr_landing"
     "/splits"                      = "profiles"

@@ -114,6 +114,22 @@ def require_path(request: flask.Request, *prefixes: str) -> None:
         raise HttpError(404, "not_found", f"unknown path; this function serves {', '.join(prefixes)}")
 
 
+@functools.cache
+def openapi_document() -> bytes:
+    """The OpenAPI 3.1 description of the whole HTTP API (``entrypoints/openapi.json``, package
+    data; ``tests/unit/test_openapi.py`` checks it against the code)."""
+    from importlib.resources import files
+
+    return files("svyaz.entrypoints").joinpath("openapi.json").read_bytes()
+
+
+def openapi_response() -> flask.Response:
+    response = flask.Response(openapi_document(), 200, mimetype="application/json")
+    response.headers["Cache-Control"] = "public, max-age=300"
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
 def bearer_token(request: flask.Request) -> str | None:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")

@@ -23,6 +23,7 @@ from svyaz.entrypoints.http import (
     HttpError,
     allow_methods,
     json_response,
+    openapi_response,
     parse_json,
     read_body,
     require_key,
@@ -39,6 +40,9 @@ MAX_REASON = 500
 
 
 def handle(request: flask.Request, runtime: Runtime) -> flask.Response:
+    if subpath(request, "/profiles") == "/openapi.json":  # public: it describes, it holds no data
+        allow_methods(request, "GET", "HEAD")
+        return openapi_response()
     if journal.is_journal(request):  # the customer journal for people (its own sign-in)
         return journal.handle(request, runtime)
     allow_methods(request, "GET", "DELETE", "POST")

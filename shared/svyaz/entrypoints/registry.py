@@ -72,7 +72,7 @@ FUNCTIONS: tuple[Function, ...] = (
         "profiles:handle",
         "profile read API and explanation; erasure and split requests (queued on the events topic); "
         "the blocklist; the customer journal",
-        paths=("/profiles", "/splits", "/blocklist", "/journal"),
+        paths=("/profiles", "/splits", "/blocklist", "/journal", "/openapi.json"),  # the API description too
         settings=("api_keys", "pepper", "journal_secret"),
         optional=("journal_keys",),  # journal passwords; API keys sign in too
         development={
