@@ -73,7 +73,7 @@ def test_concurrent_chains_end_as_their_connected_components(firestore_emulator,
     delivery = events + rng.sample(events, 12)  # some duplicated deliveries too
     rng.shuffle(delivery)
     started = time.perf_counter()
-    counts = run_workers(service, delivery, workers=8)
+    counts = run_workers(service, delivery, workers=4)
     follow_ups.run_all(service)
     elapsed = time.perf_counter() - started
     assert partition(store) == components(observations)
@@ -81,7 +81,7 @@ def test_concurrent_chains_end_as_their_connected_components(firestore_emulator,
     check_invariants(store, NO_LIMITS)
     with capsys.disabled():
         print(
-            f"\n[concurrency] {len(delivery)} deliveries, 8 workers: {elapsed:.1f}s, "
+            f"\n[concurrency] {len(delivery)} deliveries, 4 workers: {elapsed:.1f}s, "
             f"transaction retries {store.attempts['retries']}, gave up {store.attempts['contention']}, "
             f"redelivered {counts['redelivered']}"
         )
