@@ -4,8 +4,13 @@ Everything else is derived from it: the Cloud Functions targets of ``functions/m
 routes of ``svyaz serve``, the secrets each deployed function checks at start-up, the development
 values ``svyaz serve`` fills in, and (checked by ``tests/infra``) the Terraform function table.
 
-A new webhook channel is its parser in ``svyaz.channels``, its entry point (a ``handle`` built on
-``svyaz.entrypoints.webhook``) and one ``Function`` entry here.
+A new webhook channel with its own function takes six files written by hand and one generated:
+its parser in ``svyaz.channels``; its entry point (a ``handle`` built on
+``svyaz.entrypoints.webhook``); one ``Function`` entry here; its secret fields in
+``svyaz/app/config.py``; its row in ``infra/function_table.tf`` (Terraform holds literals only, so
+the row is written, and ``tests/infra`` fails until it says what the entry says); its paths in
+``entrypoints/openapi.json`` (``tests/unit/test_openapi.py`` fails until they are described).
+``infra/lb_routes.tf`` is regenerated from this list by ``svyaz package --routes``.
 """
 
 from __future__ import annotations
