@@ -103,3 +103,91 @@ def test_bitrix24_checks_the_application_token_and_ignores_other_events():
         other = request["body"].replace("ONCRMDEALUPDATE", "ONCRMDEALDELETE")
         assert send(request, body=other).get_json() == {"accepted": [], "ignored": []}
         assert queued(rt) == [] and crm.requests == []
+
+
+# Bitrix24 signs nothing but sends auth[application_token] (and auth[domain], the portal) in the
+# body of every event: https://apidocs.bitrix24.com/api-reference/events/safe-event-handlers.html,
+# https://apidocs.bitrix24.com/api-reference/crm/deals/events/on-crm-deal-update.html. So its
+# handler URL needs no secret; the old URL with one still works (deprecated).
+@pytest.mark.parametrize("url_secret", ["", "dev-bitrix24-secret"])
+def test_bitrix24_on_the_bare_url_is_authenticated_by_its_application_token_alone(url_secret):
+    request = fixture("bitrix24/deal_update_won.request.json")
+    with CrmRest() as crm, vendor_runtime(crm, bitrix24_webhook_secret=url_secret) as rt:
+        crm.routes.update(fixture("bitrix24/deal_update_won.rest.json"))
+        answer = send(request, path="/webhooks/crm/bitrix24")
+        assert answer.status_code == 200, answer.get_json()
+        assert [e["event_id"] for e in queued(rt)] == ["order:bitrix24:759:completed"]
+
+
+def test_bitrix24_old_url_with_its_secret_still_works_and_a_wrong_one_is_401():
+    request = fixture("bitrix24/deal_update_won.request.json")
+    with CrmRest() as crm, vendor_runtime(crm) as rt:
+        crm.routes.update(fixture("bitrix24/deal_update_won.rest.json"))
+        assert send(request, path="/webhooks/crm/bitrix24/dev-bitrix24-secret").status_code == 200
+        for path in ("/webhooks/crm/bitrix24/guess", "/webhooks/crm/bitrix24?key=guess"):
+            answer = send(request, path=path)
+            assert answer.status_code == 401 and "deprecated" in answer.get_json()["reason"]
+        assert len(queued(rt)) == 1
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda body: body.replace("shopexample.bitrix24.ru", "othershop.bitrix24.ru"),  # another portal
+        lambda body: body.replace("auth%5Bdomain%5D=", "auth%5Bnot_domain%5D="),  # no portal at all
+    ],
+)
+def test_bitrix24_event_of_another_portal_is_403_and_reads_nothing(change):
+    request = fixture("bitrix24/deal_update_won.request.json")
+    with CrmRest() as crm:
+        rest_url = "https://shopexample.bitrix24.ru/rest/1/dev-inbound-code/"  # never called here
+        with vendor_runtime(crm, bitrix24_rest_url=rest_url) as rt:
+            answer = send(request, path="/webhooks/crm/bitrix24", body=change(request["body"]))
+            assert answer.status_code == 403, answer.get_json()
+            assert answer.get_json() == {
+                "error": "forbidden",
+                "reason": "auth[domain] is not the Bitrix24 portal of SVYAZ_BITRIX24_REST_URL",
+            }
+            assert queued(rt) == [] and crm.requests == []
+
+
+# amoCRM's account webhooks are not signed (their settings are a URL and the events; the body
+# names the account: account[subdomain], account[id]):
+# https://www.amocrm.ru/developers/content/crm_platform/webhooks-format. A delivery that names
+# another account than SVYAZ_AMOCRM_BASE_URL's would read its lead ids from the wrong account.
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda body: body.replace("account%5Bsubdomain%5D=shopexample", "account%5Bsubdomain%5D=othershop"),
+        lambda body: body.replace("account%5Bsubdomain%5D=shopexample&", ""),
+    ],
+)
+def test_amocrm_webhook_of_another_account_is_403_and_reads_nothing(change):
+    request = fixture("amocrm/lead_status_won.request.json")
+    with CrmRest() as crm, vendor_runtime(crm, amocrm_base_url="https://shopexample.amocrm.ru") as rt:
+        answer = send(request, body=change(request["body"]))
+        assert answer.status_code == 403, answer.get_json()
+        assert answer.get_json() == {
+            "error": "forbidden",
+            "reason": "account[subdomain] is not the amoCRM account of SVYAZ_AMOCRM_BASE_URL",
+        }
+        assert queued(rt) == [] and crm.requests == []
+
+
+def test_the_account_checks_compare_with_the_configured_urls():
+    from svyaz.channels.crm_deals import amocrm_account_matches, bitrix_portal_matches
+
+    form = {"account": {"subdomain": "ShopExample", "id": "31209857"}}
+    assert amocrm_account_matches(form, "https://shopexample.amocrm.ru")
+    assert amocrm_account_matches(form, "https://shopexample.kommo.com/")
+    assert not amocrm_account_matches(form, "https://othershop.amocrm.ru")
+    assert not amocrm_account_matches({"account": "x"}, "https://shopexample.amocrm.ru")
+    # A local stand-in of the API (an address, not a name): there is no account name to compare.
+    assert amocrm_account_matches({}, "http://127.0.0.1:8081")
+    portal = {"auth": {"domain": "shopexample.bitrix24.ru"}}
+    assert bitrix_portal_matches(portal, "https://shopexample.bitrix24.ru/rest/1/code/")
+    assert bitrix_portal_matches(
+        {"auth": {"domain": "crm.shop.example:8443"}}, "https://crm.shop.example:8443/rest/1/c/"
+    )
+    assert not bitrix_portal_matches(portal, "https://othershop.bitrix24.ru/rest/1/code/")
+    assert bitrix_portal_matches({}, "http://127.0.0.1:8081/rest/1/code/")

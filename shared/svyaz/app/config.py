@@ -75,12 +75,14 @@ class Settings(BaseSettings):
     # Mango Office VPBX API: the account's unique code and its signing key (Mango's "ключ").
     mango_api_key: SecretStr = SecretStr("")
     mango_api_salt: SecretStr = SecretStr("")
-    # amoCRM: the secret in the webhook URL, the account URL and a long-lived API token.
+    # amoCRM: the secret in the webhook URL (amoCRM signs nothing), the account URL (webhooks of
+    # another account are refused) and a long-lived API token.
     amocrm_webhook_secret: SecretStr = SecretStr("")
     amocrm_base_url: str = ""
     amocrm_token: SecretStr = SecretStr("")
-    # Bitrix24: the secret in the webhook URL, the outgoing webhook's application token, and an
-    # inbound webhook URL (https://<portal>/rest/<user>/<code>/) with the crm scope to read deals.
+    # Bitrix24: the outgoing webhook's application token (it authenticates each event), an inbound
+    # webhook URL (https://<portal>/rest/<user>/<code>/) with the crm scope to read deals (its host
+    # is the portal events must come from), and, deprecated, the secret of old handler URLs.
     bitrix24_webhook_secret: SecretStr = SecretStr("")
     bitrix24_application_token: SecretStr = SecretStr("")
     bitrix24_rest_url: SecretStr = SecretStr("")

@@ -20,11 +20,13 @@ Event ids are namespaced per CRM: ``order:amocrm:<lead id>:<status>``,
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
@@ -114,6 +116,49 @@ def bitrix_deal_id(form: Mapping[str, Any]) -> str | None:
 def bitrix_application_token(form: Mapping[str, Any]) -> str | None:
     token = _dict(form.get("auth")).get("application_token")
     return token if isinstance(token, str) else None
+
+
+# --- whose account a delivery is about -------------------------------------------------------
+
+
+def _named_host(url: str) -> tuple[str, str] | None:
+    """(host name, host[:port]) of a configured URL, lower-case; None for an address or
+    ``localhost`` (a local stand-in of the API: it has no account name to compare with)."""
+    try:
+        parts = urlsplit(url.strip())
+        host = (parts.hostname or "").rstrip(".")
+        netloc = host + (f":{parts.port}" if parts.port else "")
+    except ValueError:
+        return None
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    if not host or host == "localhost" or host.endswith(".localhost"):
+        return None
+    return host, netloc
+
+
+def amocrm_account_matches(form: Mapping[str, Any], base_url: str) -> bool:
+    """``account[subdomain]`` (every amoCRM webhook names its account) is the subdomain of the
+    configured ``https://<subdomain>.amocrm.ru``: another account's lead ids would otherwise be
+    read back from ours."""
+    host = _named_host(base_url)
+    if host is None:
+        return True
+    subdomain = clip(_dict(form.get("account")).get("subdomain"), 100)
+    return bool(subdomain) and subdomain.lower() == host[0].split(".")[0]
+
+
+def bitrix_portal_matches(form: Mapping[str, Any], rest_url: str) -> bool:
+    """``auth[domain]`` (the portal the event happened on, sent with every event) is the host of
+    the configured inbound webhook URL ``https://<portal>/rest/<user>/<code>/``."""
+    host = _named_host(rest_url)
+    if host is None:
+        return True
+    domain = clip(_dict(form.get("auth")).get("domain"), 300)
+    return bool(domain) and domain.lower().rstrip(".") in host
 
 
 # --- the REST answers -> orders -------------------------------------------------------------

@@ -155,7 +155,9 @@ FUNCTIONS: tuple[Function, ...] = (
         "crm_deals:handle_bitrix24",
         "Bitrix24 deal webhooks (deals and contacts read back through the Bitrix24 REST API)",
         paths=("/webhooks/crm/bitrix24",),
-        settings=("bitrix24_webhook_secret", "bitrix24_application_token", "bitrix24_rest_url"),
+        settings=("bitrix24_application_token", "bitrix24_rest_url"),
+        # the secret of the old handler URLs /webhooks/crm/bitrix24/<secret> (deprecated)
+        optional=("bitrix24_webhook_secret",),
         development={
             "SVYAZ_BITRIX24_WEBHOOK_SECRET": "dev-bitrix24-secret",
             "SVYAZ_BITRIX24_APPLICATION_TOKEN": "dev-bitrix24-application-token",
