@@ -18,6 +18,7 @@ from svyaz.domain.model import Identifier
 from svyaz.entrypoints import journal, journal_auth
 from tests.conftest import PEPPER
 from tests.pipeline_support import API_KEY, client, deliver_all, install
+from tests.split_support import PHONE, shared_phone_events
 
 HTTPS = "https://localhost"
 JOURNAL_KEY = "journal-test-password"
@@ -335,3 +336,72 @@ def test_iap_mode_needs_its_audience():
 
     with pytest.raises(ValidationError, match="SVYAZ_JOURNAL_IAP_AUDIENCE"):
         Settings(journal_auth="iap")
+
+
+@pytest.fixture
+def family():
+    """Anna and Boris, merged by the family phone both typed into the lead form (alone: the
+    demo's Vasily has that phone too)."""
+    rt = install(MemoryStore(PEPPER), journal_keys=[JOURNAL_KEY], journal_secret="s" * 40)
+    for event in shared_phone_events():
+        rt.service.apply(event)
+    deliver_all(rt)
+    yield rt, rt.store.lookup(PHONE).profile_id
+    runtime.install(None)
+
+
+def test_the_card_says_which_event_linked_which_identifier(web, family):
+    _, family = family
+    sign_in(web)
+    page = text(web.get(f"/journal/customers/{family}", base_url=HTTPS))
+    assert "Почему идентификаторы связаны" in page
+    # Boris's email came with his lead, through the phone Anna had typed a minute before.
+    lead = "связан событием Заявка, сайт, 01.03.2026"
+    assert f"Почта boris@mail.ru — {lead} 15:05:00 через Телефон +7 909 123-45-67" in page
+    assert f"Телефон +7 909 123-45-67 — {lead} 15:04:00 через ID браузера (cookie) cookie-anna" in page
+    assert "Объединение профилей · 01.03.2026 15:05:00 · Заявка, сайт" in page
+
+
+def test_split_asks_which_value_to_block_then_shows_the_two_customers(web, family):
+    rt, family = family
+    sign_in(web)
+    confirm = web.get(f"/journal/customers/{family}/split", base_url=HTTPS)
+    assert confirm.status_code == 200 and "Разделить клиента?" in text(confirm)
+    html = confirm.get_data(as_text=True)
+    choices = dict(re.findall(r'name="block" value="(\w+)" required> <span><strong>([^<]+)<', html))
+    assert sorted(choices.values()) == [
+        "ID браузера (cookie) cookie-anna",
+        "ID браузера (cookie) cookie-boris",
+        "Почта anna@mail.ru",
+        "Почта boris@mail.ru",
+        "Телефон +7 909 123-45-67",
+    ]
+    assert "+79091234567" not in html  # choices are keyed hashes, not values
+    phone = next(key for key, label in choices.items() if label.startswith("Телефон"))
+    form = {"csrf": form_token(confirm), "confirm": family, "block": phone, "reason": "общий телефон"}
+    url = f"/journal/customers/{family}/split"
+    assert web.post(url, data={**form, "csrf": "forged"}, base_url=HTTPS).status_code == 403
+    assert web.post(url, data={**form, "block": "0" * 64}, base_url=HTTPS).status_code == 400
+    assert web.post(url, data={**form, "reason": " "}, base_url=HTTPS).status_code == 400
+    assert deliver_all(rt) == 0  # nothing queued so far
+    done = web.post(url, data=form, base_url=HTTPS)
+    assert done.status_code == 303 and done.headers["Location"].startswith("/journal/splits/")
+    queued = web.get(done.headers["Location"], base_url=HTTPS)
+    assert "Разделение в очереди" in text(queued) and 'http-equiv="refresh"' in queued.get_data(as_text=True)
+    assert deliver_all(rt) == 1
+    result = web.get(done.headers["Location"], base_url=HTTPS)
+    page = result.get_data(as_text=True)
+    assert "Клиентов после разделения: 2" in text(result) and 'http-equiv="refresh"' not in page
+    customers = re.findall(r'<h2><a class="customer" href="/journal/customers/(\w+)">([^<]+)<', page)
+    assert sorted(name for _, name in customers) == ["Анна", "Борис"]
+    for pid, name in customers:
+        card = web.get(f"/journal/customers/{pid}", base_url=HTTPS).get_data(as_text=True)
+        identifiers = re.findall(r'<span class="id">([^<]+)</span>', card)
+        mine = "anna" if name == "Анна" else "boris"
+        assert sorted(identifiers) == sorted([f"cookie-{mine}", f"{mine}@mail.ru"])  # the phone is blocked
+
+
+def test_a_split_request_page_of_no_request_is_not_found(rt, web):
+    sign_in(web)
+    assert web.get("/journal/splits/" + "0" * 32, base_url=HTTPS).status_code == 404
+    assert web.get("/journal/splits/..%2f", base_url=HTTPS).status_code == 404

@@ -9,6 +9,7 @@ store, and renders these dicts with the templates. Labels follow the Calltouch c
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -16,7 +17,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from svyaz.adapters.customers.base import Totals
-from svyaz.domain.model import Profile, Touchpoint
+from svyaz.domain.model import Identifier, Profile, Touchpoint
+from svyaz.domain.split import SplitRequest
+from svyaz.identity.policy import Policy, UnknownKind
 
 LANGUAGES = ("ru", "en")
 NBSP = "\u00a0"
@@ -109,6 +112,38 @@ TEXTS: dict[str, dict[str, str]] = {
         "error": "Ошибка",
         "days": "д",
         "via_link": "вход по ссылке",
+        "links_none": "Связей нет: у клиента один идентификатор.",
+        "linked_by": "связан событием",
+        "linked_through": "через",
+        "seen_first": "впервые в событии",
+        "event_gone": "событие удалено",
+        "audit_merges": "Объединение профилей",
+        "audit_splits": "Разделение",
+        "audit_blocks": "Блокировка значения",
+        "audit_moves": "Перенос устройства",
+        "audit_conflicts": "Связь отклонена (лимит)",
+        "split": "Разделить клиента",
+        "split_title": "Разделить клиента?",
+        "split_text": "Выберите значение, которое ошибочно связало разных людей (например, общий "
+        "семейный телефон). Оно будет заблокировано и больше ничего не свяжет; клиент пересоберётся "
+        "из своих касаний без него: идентификаторы и касания, связанные только через это значение, "
+        "станут отдельными клиентами.",
+        "split_choose": "Какое значение связало разных людей",
+        "split_carried": "через него связаны",
+        "split_reason": "Причина",
+        "split_reason_hint": "например: общий семейный телефон",
+        "split_confirm": "Заблокировать значение и разделить",
+        "split_none": "У клиента нет значений, связывающих профили: разделять нечего.",
+        "split_missing": "Выберите значение и укажите причину.",
+        "split_heading": "Разделение клиента",
+        "split_queued": "Разделение в очереди. Страница обновится сама.",
+        "split_moving": "Разделение выполняется: частей {applied} из {parts}. Страница обновится сама.",
+        "split_done": "Готово. Клиентов после разделения: {n}.",
+        "split_failed": "Разделение не удалось: {error}",
+        "split_blocked": "Заблокировано",
+        "split_unplaced": "Идентификаторов без подтверждающих событий (остались у первого клиента): {n}.",
+        "split_gone": "Клиент удалён.",
+        "refresh": "Обновить",
     },
     "en": {
         "title": "Customer journal",
@@ -193,6 +228,38 @@ TEXTS: dict[str, dict[str, str]] = {
         "error": "Error",
         "days": "d",
         "via_link": "signed in by link",
+        "links_none": "No links: the customer has one identifier.",
+        "linked_by": "linked by",
+        "linked_through": "through",
+        "seen_first": "first seen in",
+        "event_gone": "event erased",
+        "audit_merges": "Profiles merged",
+        "audit_splits": "Split",
+        "audit_blocks": "Value blocked",
+        "audit_moves": "Device moved",
+        "audit_conflicts": "Link refused (limit)",
+        "split": "Split customer",
+        "split_title": "Split this customer?",
+        "split_text": "Choose the value that wrongly linked different people (a shared family phone, "
+        "say). It is blocked and links nothing from now on; the customer is rebuilt from their "
+        "touches without it: identifiers and touches linked only through that value become "
+        "customers of their own.",
+        "split_choose": "Which value linked different people",
+        "split_carried": "linked through it",
+        "split_reason": "Reason",
+        "split_reason_hint": "e.g. shared family phone",
+        "split_confirm": "Block the value and split",
+        "split_none": "Nothing here links profiles: there is nothing to split.",
+        "split_missing": "Choose a value and give a reason.",
+        "split_heading": "Splitting a customer",
+        "split_queued": "The split is queued. This page refreshes by itself.",
+        "split_moving": "The split is under way: {applied} of {parts} parts. This page refreshes by itself.",
+        "split_done": "Done. Customers after the split: {n}.",
+        "split_failed": "The split failed: {error}",
+        "split_blocked": "Blocked",
+        "split_unplaced": "Identifiers no event supports (kept with the first customer): {n}.",
+        "split_gone": "Customer erased.",
+        "refresh": "Refresh",
     },
 }
 
@@ -557,3 +624,110 @@ def _kind_details(touchpoint: Touchpoint, locale: Locale) -> list[tuple[str, str
     elif p.get("store_id"):
         details.append((label("store_id"), str(p["store_id"])))
     return details
+
+
+# --- why identifiers are linked, and splitting a customer ------------------------------------
+
+
+def _shown(locale: Locale, kind: str, value: str) -> str:
+    return f"{locale.label(KINDS, kind)} {format_phone(value) if kind == 'phone' else value}"
+
+
+def _event_line(event: dict[str, Any] | None, locale: Locale) -> str:
+    if not event or "at" not in event:
+        return locale.t("event_gone")
+    at = datetime.fromisoformat(event["at"].replace("Z", "+00:00"))
+    kind = locale.label(TOUCH_TYPES, event["type"])
+    return f"{kind}, {locale.label(CHANNELS, event['channel'])}, {locale.datetime(at)}"
+
+
+def links_view(explanation: dict[str, Any], locale: Locale) -> dict[str, Any]:
+    """The explanation (``app.explain.explain``) as the card shows it: each identifier with the
+    event that linked it and the identifier it came through; then merges, splits, blocks."""
+    links = []
+    for item in explanation["identifiers"]:
+        through = item["linked_through"]
+        links.append(
+            {
+                "identifier": _shown(locale, item["kind"], item["value"]),
+                "how": locale.t("linked_by" if through else "seen_first"),
+                "event": _event_line(item["linked_by"], locale),
+                "through": _shown(locale, through["kind"], through["value"]) if through else None,
+            }
+        )
+    history = []
+    for name in ("merges", "moves", "conflicts", "blocks", "splits"):
+        for entry in explanation.get(name, []):
+            at = datetime.fromisoformat(entry["at"].replace("Z", "+00:00"))
+            what = _event_line(entry["event"], locale) if "event" in entry else entry.get("reason", "")
+            history.append((at, f"{locale.t('audit_' + name)} · {locale.datetime(at)} · {what}"))
+    return {"links": links, "history": [line for _, line in sorted(history)]}
+
+
+def _links(policy: Policy, kind: str) -> bool:
+    try:
+        return policy.kind(kind).links
+    except UnknownKind:
+        return False
+
+
+def split_choices(
+    profile: Profile,
+    explanation: dict[str, Any],
+    policy: Policy,
+    key_of: Callable[[Identifier], str],
+    locale: Locale,
+) -> list[dict[str, Any]]:
+    """The values a person may block to split the customer: every identifier it holds whose kind
+    links profiles, each with the identifiers that were linked through it. A choice is named by
+    its keyed hash (``key_of``), so no value travels in the form."""
+    carried: dict[tuple[str, str], list[str]] = {}
+    for item in explanation["identifiers"]:
+        if through := item["linked_through"]:
+            shown = _shown(locale, item["kind"], item["value"])
+            carried.setdefault((through["kind"], through["value"]), []).append(shown)
+    return [
+        {
+            "key": key_of(Identifier(kind, value)),
+            "label": _shown(locale, kind, value),
+            "carried": carried.get((kind, value), []),
+        }
+        for kind, values in sorted(profile.identifiers.items())
+        if _links(policy, kind)
+        for value in values
+    ]
+
+
+def chosen(
+    profile: Profile, key: str, policy: Policy, key_of: Callable[[Identifier], str]
+) -> Identifier | None:
+    """The identifier of the profile a split form's choice names (None if it names none)."""
+    for kind, values in profile.identifiers.items():
+        for value in values if _links(policy, kind) else ():
+            if key and key_of(Identifier(kind, value)) == key:
+                return Identifier(kind, value)
+    return None
+
+
+def split_view(request: SplitRequest, customers: list[Profile | None], locale: Locale) -> dict[str, Any]:
+    """A split request as the journal shows it: its state, the blocked value and, when done,
+    the resulting customers (``None`` for one erased since) with their identifiers."""
+    t = locale.t
+    status = {
+        "queued": t("split_queued"),
+        "moving": t("split_moving").format(applied=request.cursor, parts=max(request.parts, 0)),
+        "done": t("split_done").format(n=len(customers)),
+        "failed": t("split_failed").format(error=request.error or ""),
+    }[request.state]
+    unplaced = int(request.result.get("unplaced_identifiers", 0)) if request.state == "done" else 0
+    return {
+        "status": status,
+        "pending": request.state in ("queued", "moving"),
+        "blocked": _shown(locale, request.block.kind, request.block.value),
+        "reason": request.reason,
+        "unplaced": t("split_unplaced").format(n=unplaced) if unplaced else None,
+        "customers": [
+            {**customer_row(p, locale), "identifiers": card(p, locale, None)["identifiers"]} if p else None
+            for p in customers
+        ],
+    }

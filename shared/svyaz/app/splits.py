@@ -27,6 +27,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 
+from svyaz.adapters.queue import Publisher, split_message
 from svyaz.adapters.store.base import Store
 from svyaz.domain.model import AuditEntry, Identifier
 from svyaz.domain.split import SplitRequest, plan_parts, repartition, split_profile_id, summary
@@ -37,6 +38,18 @@ log = logging.getLogger("svyaz.app.splits")
 
 def new_request(profile_id: str, block: Identifier, reason: str) -> SplitRequest:
     return SplitRequest(uuid.uuid4().hex, profile_id, block, reason, datetime.now(UTC))
+
+
+def queue_split(
+    store: Store, publisher: Publisher, topic: str, profile_id: str, block: Identifier, reason: str
+) -> SplitRequest:
+    """Store a split request and queue it on the events topic (``kind=split``): what the
+    profiles API and the journal's split action do. ``QueueUnavailable`` raises when it could
+    not be queued (the stored request then stays ``queued``: nothing runs it)."""
+    request = new_request(profile_id, block, reason)
+    store.create_split(request)
+    publisher.publish(topic, [split_message(request.request_id)])
+    return request
 
 
 class Splitter:

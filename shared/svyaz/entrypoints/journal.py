@@ -2,7 +2,8 @@
 
 Server-rendered pages (Jinja2 templates and one stylesheet in ``journal_web/``, no JavaScript):
 totals and the customer list with search and filters, the customer card with its touch history,
-and actions on a customer (erase; split joins when it exists), each a confirmation page and a
+why its identifiers are linked (``app.explain``), and actions on a customer (erase; split, which
+blocks a value and re-partitions the customer from its evidence), each a confirmation page and a
 POST with a CSRF token. Sign-in: see ``journal_auth``. The read side goes through the customer
 directory port (``adapters.customers``): nothing here streams every profile.
 
@@ -27,8 +28,21 @@ import jinja2
 from svyaz.adapters.customers import directory_for
 from svyaz.adapters.customers.base import Cursor, CustomerFilter, Period, Search, name_spellings
 from svyaz.adapters.queue import QueueUnavailable, erase_message
-from svyaz.app.journal import LANGUAGES, Locale, card, customer_row, totals_view, touch_view
+from svyaz.app.explain import explain
+from svyaz.app.journal import (
+    LANGUAGES,
+    Locale,
+    card,
+    chosen,
+    customer_row,
+    links_view,
+    split_choices,
+    split_view,
+    totals_view,
+    touch_view,
+)
 from svyaz.app.runtime import Runtime
+from svyaz.app.splits import queue_split
 from svyaz.app.views import history
 from svyaz.domain.model import Identifier, Profile
 from svyaz.entrypoints import journal_auth as auth
@@ -45,6 +59,7 @@ PROFILE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 SEARCH_KINDS = ("phone", "email", "loyalty_card", "client_id", "user_id", "ym_client_id", "ga_client_id")
 SEARCH_KINDS += ("session_id", "telegram_id", "ct_client_id")
 MAX_FIELD = 200
+MAX_REASON = 500  # as the profiles API's split
 CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
@@ -53,32 +68,68 @@ CSP = (
 
 @dataclass(frozen=True)
 class Action:
-    """Something done to a customer from the card: a confirmation page, then a POST carrying a
-    CSRF token and the profile id again. ``perform`` returns the notice to show."""
+    """Something done to a customer from the card: a confirmation page (with the fields of
+    ``form``, a template, filled by ``prepare``), then a POST carrying a CSRF token and the
+    profile id again. ``perform`` returns where the person goes next."""
 
     name: str
     label: str  # text keys (app.journal.TEXTS)
     title: str
     text: str
     button: str
-    perform: Callable[[Runtime, Profile, Any], str]
+    perform: Callable[[Visit, Profile], str]
     style: str = "danger"
+    form: str | None = None
+    prepare: Callable[[Visit, Profile], dict[str, Any]] | None = None
 
 
-def _erase(rt: Runtime, profile: Profile, form: Any) -> str:
+def _erase(visit: Visit, profile: Profile) -> str:
+    rt = visit.rt
     try:
         rt.publisher.publish(rt.settings.events_topic, [erase_message(profile.profile_id)])
     except QueueUnavailable:
         raise HttpError(503, "queue_unavailable", "the erasure could not be queued; retry later") from None
-    return "erase_queued"
+    return _url({"notice": "erase_queued"})
 
 
-# The card's actions, in order. The explain/split work adds "split" here (and its texts), and
-# may set EXPLAIN to list, for a profile, why its identifiers are linked.
+def _split_form(visit: Visit, profile: Profile) -> dict[str, Any]:
+    rt = visit.rt
+    view = explain(rt.store, profile)
+    return {"choices": split_choices(profile, view, rt.policy, rt.store.keys.identifier, visit.locale)}
+
+
+def _split(visit: Visit, profile: Profile) -> str:
+    """Block the chosen value and queue the split, as ``POST /profiles/<id>/split`` does; then
+    the request's page, which follows it to the resulting customers."""
+    rt, form = visit.rt, visit.request.form
+    block = chosen(profile, form.get("block", "")[:MAX_FIELD], rt.policy, rt.store.keys.identifier)
+    reason = form.get("reason", "").strip()
+    if block is None or not reason or len(reason) > MAX_REASON:
+        raise HttpError(400, "invalid_form", visit.locale.t("split_missing"))
+    try:
+        request = queue_split(
+            rt.store, rt.publisher, rt.settings.events_topic, profile.profile_id, block, reason
+        )
+    except QueueUnavailable:
+        raise HttpError(503, "queue_unavailable", "the split could not be queued; retry later") from None
+    return f"{BASE}/splits/{request.request_id}"
+
+
+# The card's actions, in order.
 ACTIONS: dict[str, Action] = {
+    "split": Action(
+        "split",
+        "split",
+        "split_title",
+        "split_text",
+        "split_confirm",
+        _split,
+        "secondary",
+        "split_form.html",
+        _split_form,
+    ),
     "erase": Action("erase", "erase", "erase_title", "erase_text", "erase_confirm", _erase),
 }
-EXPLAIN: Callable[[Runtime, Profile], list[str]] | None = None
 
 
 # --- rendering -------------------------------------------------------------------------------
@@ -218,6 +269,8 @@ def _signed_in(visit: Visit, path: str, method: str) -> flask.Response:
         return _card(visit, parts[1])
     if len(parts) == 3 and parts[0] == "customers" and parts[2] in ACTIONS:
         return _action(visit, parts[1], ACTIONS[parts[2]], method)
+    if len(parts) == 2 and parts[0] == "splits" and method == "GET":
+        return _split_result(visit, parts[1])
     raise HttpError(404, "not_found", visit.locale.t("not_found"))
 
 
@@ -461,15 +514,31 @@ def _card(visit: Visit, profile_id: str) -> flask.Response:
         older_url=older_url,
         newest_url=f"{BASE}/customers/{profile.profile_id}" if before else None,
         actions=list(ACTIONS.values()),
-        links=EXPLAIN(visit.rt, profile) if EXPLAIN else None,
+        explanation=links_view(explain(visit.rt.store, profile), visit.locale),
     )
 
 
 def _action(visit: Visit, profile_id: str, action: Action, method: str) -> flask.Response:
     profile = _customer(visit, profile_id)
     if method == "GET":
-        return visit.page("confirm.html", action=action, card=card(profile, visit.locale, None))
+        fields = action.prepare(visit, profile) if action.prepare else {}
+        return visit.page("confirm.html", action=action, card=card(profile, visit.locale, None), **fields)
     if visit.request.form.get("confirm") != profile.profile_id:
         raise HttpError(400, "not_confirmed", "confirm on the confirmation page first")
-    notice = action.perform(visit.rt, profile, visit.request.form)
-    return redirect(_url({"notice": notice}))
+    return redirect(action.perform(visit, profile))
+
+
+def _split_result(visit: Visit, request_id: str) -> flask.Response:
+    """A split request's page: queued or under way (the page refreshes itself, no script), then
+    the resulting customers with their identifiers. The request id is random: no personal data."""
+    store = visit.rt.store
+    request = store.get_split(request_id) if PROFILE_ID.match(request_id) else None
+    if request is None:
+        raise HttpError(404, "not_found", visit.locale.t("not_found"))
+    customers = []
+    for profile_id in request.result.get("profile_ids", []) if request.state == "done" else []:
+        profile = store.active_profile(profile_id)
+        if profile is not None:
+            store.with_identifiers(profile)
+        customers.append(profile)
+    return visit.page("split.html", split=split_view(request, customers, visit.locale))

@@ -10,11 +10,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import flask
 
-from svyaz.adapters.queue import QueueUnavailable, erase_message, split_message
+from svyaz.adapters.queue import QueueUnavailable, erase_message
 from svyaz.app.explain import explain, path
 from svyaz.app.reports import BY, attribution_for_days
 from svyaz.app.runtime import Runtime
-from svyaz.app.splits import new_request
+from svyaz.app.splits import queue_split
 from svyaz.app.views import history, profile_view, render_html, touchpoint_view
 from svyaz.domain.model import Identifier
 from svyaz.domain.validation import HARD_EARLIEST, HARD_LATEST
@@ -229,10 +229,15 @@ def _split(request: flask.Request, profile_id: str, runtime: Runtime) -> flask.R
     if not runtime.policy.kind(identifier.kind).links:
         raise HttpError(400, "invalid_body", f"{identifier.kind} never links profiles: nothing to block")
     profile = _profile(profile_id, runtime)
-    split = new_request(profile.profile_id, identifier, reason.strip())
-    runtime.store.create_split(split)
     try:
-        runtime.publisher.publish(runtime.settings.events_topic, [split_message(split.request_id)])
+        split = queue_split(
+            runtime.store,
+            runtime.publisher,
+            runtime.settings.events_topic,
+            profile.profile_id,
+            identifier,
+            reason.strip(),
+        )
     except QueueUnavailable:
         raise HttpError(503, "queue_unavailable", "the split could not be queued; retry later") from None
     return json_response(split.view(), 202, {"Location": f"/splits/{split.request_id}"})
