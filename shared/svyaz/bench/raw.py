@@ -41,10 +41,10 @@ class RawBackend(Protocol):
 
 
 class MemoryRaw:
-    """Plain dict reads and writes under the store's own lock (its transaction semantics)."""
+    """Plain dict reads and writes under the store's latch (what its read rounds and commits hold)."""
 
     def __init__(self, store: Any) -> None:
-        self.lock = store._lock
+        self.lock = store._latch
         self.identifiers: dict[str, dict[str, Any]] = store.identifiers
         self.mirror: dict[str, dict[str, Any]] = {}
         self.retries = self.lock_timeouts = 0

@@ -2,8 +2,14 @@
 
 Same documents, same keyed-hash ids; every query of an event path goes through an index
 (identifier records by profile, tombstones by survivor, touchpoints by profile and by type and
-time), so an operation costs what it costs on Firestore, whatever the store holds. One lock
-gives the transaction semantics (serializable); it passes the same contract suite.
+time), so an operation costs what it costs on Firestore, whatever the store holds.
+
+Transactions are optimistic, with Firestore's semantics (serializable; it passes the same
+contract suite): the body reads without holding any lock, each document's revision is recorded,
+and the commit checks under the stripe locks of what it read and writes that none of it changed,
+else the body runs again. Events of different customers touch different documents, so they share
+no lock but the latch, which is held only while documents and indexes change (microseconds),
+never across the engine's work or a commit's ``before_apply`` hook (a journal may write there).
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ from __future__ import annotations
 import bisect
 import heapq
 import threading
+import time
+import zlib
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -24,6 +32,7 @@ from svyaz.adapters.store.base import (
     SPLITS,
     TOUCHPOINTS,
     Conflict,
+    Contention,
     Duplicate,
     Found,
     Get,
@@ -46,10 +55,20 @@ INDEXED = {
 }
 
 
+STRIPES = 256  # commit locks; two events share one only by a hash collision of their documents
+MAX_ATTEMPTS = 100  # a transaction's tries before ``Contention`` (each costs microseconds)
+
+
 class MemoryStore(Store):
-    def __init__(self, pepper: bytes = b"svyaz-memory") -> None:
+    def __init__(self, pepper: bytes = b"svyaz-memory", stripes: int = STRIPES) -> None:
         super().__init__(pepper)
-        self._lock = threading.RLock()
+        # The latch makes each read round and each commit's changes atomic; the stripes keep a
+        # commit's check and its changes together against commits of the same documents.
+        self._latch = threading.Lock()
+        self._stripes = [threading.Lock() for _ in range(stripes)]
+        # Called with a commit's writes once they are checked, its stripes held (tests; a journal).
+        self.before_apply: Callable[[list[Write]], None] | None = None
+        self.attempts = {"retries": 0, "contention": 0}
         self.docs: dict[str, dict[str, dict[str, Any]]] = {c: {} for c in COLLECTIONS}
         self._revisions: dict[Ref, int] = {}
         self._revision = 0
@@ -129,26 +148,73 @@ class MemoryStore(Store):
 
     # --- primitives ---------------------------------------------------------------------------
     def _get(self, refs: list[Ref], fields: list[str] | None = None) -> dict[Ref, dict[str, Any]]:
-        with self._lock:
+        with self._latch:
             return self._read(refs, fields)
 
     def _get_found(self, ref: Ref) -> Found | None:
-        with self._lock:
+        with self._latch:
             found = self._found(ref[0], [ref[1]])
         return found[0] if found else None
 
     def _transaction(self, body: Callable[[Get], tuple[T, list[Write]]]) -> T:
-        with self._lock:
-            result, writes = body(self._read)
-            self._apply(writes)
-            return result
+        for _ in range(MAX_ATTEMPTS):
+            read: dict[Ref, int | None] = {}  # the revision each document had when first read
+            try:
+                result, writes = body(self._recording(read))
+            except Exception:
+                if self._unchanged(read):
+                    raise
+                continue  # it read documents mid-change (across rounds): what it saw is gone
+            if self._commit_if(read, writes):
+                return result
+            self.attempts["retries"] += 1
+            time.sleep(0)  # let the transaction that won finish
+        self.attempts["contention"] += 1
+        raise Contention(f"transaction gave up after {MAX_ATTEMPTS} attempts")
+
+    def _recording(self, read: dict[Ref, int | None]) -> Get:
+        """A transaction's getter: one read round, each document's first revision recorded."""
+
+        def get(refs: list[Ref], fields: list[str] | None = None) -> dict[Ref, dict[str, Any]]:
+            with self._latch:
+                for ref in refs:
+                    read.setdefault(ref, self._revisions.get(ref))
+                return self._read(refs, fields)
+
+        return get
+
+    def _unchanged(self, read: dict[Ref, int | None]) -> bool:
+        return all(self._revisions.get(ref) == revision for ref, revision in read.items())
+
+    def _stripe(self, ref: Ref) -> int:
+        return zlib.crc32(f"{ref[0]}/{ref[1]}".encode()) % len(self._stripes)
+
+    def _commit_if(self, read: dict[Ref, int | None], writes: list[Write]) -> bool:
+        """Write if nothing read changed meanwhile (False: run the transaction again)."""
+        if not writes:
+            with self._latch:
+                return self._unchanged(read)
+        stripes = sorted({self._stripe(ref) for ref in [*read, *(w.ref for w in writes)]})
+        for n in stripes:  # always in the same order: no deadlock
+            self._stripes[n].acquire()
+        try:
+            if not self._unchanged(read):
+                return False
+            self._check(writes)
+            if self.before_apply is not None:
+                self.before_apply(writes)
+            with self._latch:
+                self._apply(writes)
+            return True
+        finally:
+            for n in reversed(stripes):
+                self._stripes[n].release()
 
     def _commit(self, writes: list[Write]) -> None:
-        with self._lock:
-            self._apply(writes)
+        self._commit_if({}, writes)
 
-    def _apply(self, writes: list[Write]) -> None:
-        """All preconditions first, then every write: atomic like a Firestore batch."""
+    def _check(self, writes: list[Write]) -> None:
+        """All preconditions first: then every write, atomic like a Firestore batch."""
         for write in writes:
             exists = write.key in self.docs[write.collection]
             if write.op == "create" and exists:
@@ -157,6 +223,8 @@ class MemoryStore(Store):
                 raise Conflict(f"{write.collection} document gone")
             if write.revision is not None and self._revisions.get(write.ref) != write.revision:
                 raise Conflict(f"{write.collection} document changed")
+
+    def _apply(self, writes: list[Write]) -> None:
         for write in writes:
             if write.op == "update":
                 self._put(
@@ -189,7 +257,7 @@ class MemoryStore(Store):
         contains: bool = False,
     ) -> list[Found]:
         assert INDEXED.get(collection) == field, f"{collection}.{field} has no index"
-        with self._lock:
+        with self._latch:
             return self._found(collection, self._by(collection, values)[:limit])
 
     def _touchpoints_of(
@@ -202,7 +270,7 @@ class MemoryStore(Store):
         attributed: bool = False,
         fields: list[str] | None = None,
     ) -> list[Found]:
-        with self._lock:
+        with self._latch:
             found = self._found(TOUCHPOINTS, self._by(TOUCHPOINTS, profile_ids))
         found = [
             f
@@ -215,7 +283,7 @@ class MemoryStore(Store):
         return found[:limit]
 
     def touchpoints_between(self, type_: str, start: datetime, end: datetime) -> Iterator[Touchpoint]:
-        with self._lock:
+        with self._latch:
             entries = self._by_type.get(type_, [])
             low = bisect.bisect_left(entries, (start, ""))
             high = bisect.bisect_left(entries, (end, ""))
@@ -223,6 +291,6 @@ class MemoryStore(Store):
         return (touchpoint_from_doc(d) for d in docs)
 
     def _scan(self, collection: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        with self._lock:
+        with self._latch:
             docs = [(key, dict(doc)) for key, doc in self.docs[collection].items()]
         return iter(docs)
