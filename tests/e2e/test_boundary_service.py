@@ -71,3 +71,37 @@ def test_svyaz_serve_prints_only_development_keys(monkeypatch):
     assert "/profiles/lookup?" not in text  # the lookup example keeps personal data out of URLs
     monkeypatch.setenv("SVYAZ_WRITE_KEYS", "dev-write-key")
     assert "dev-write-key" in examples("http://127.0.0.1:8080", local_settings(development_defaults()))
+
+
+AMO_SECRET = "amocrm-capability-secret-for-the-log-test"  # noqa: S105 - a test value
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        f"/webhooks/crm/amocrm/{AMO_SECRET}",
+        f"/webhooks/crm/amocrm/{AMO_SECRET}/",
+        f"/webhooks/crm/amocrm%2F{AMO_SECRET}",  # routed like the plain path once decoded
+        f"/webhooks/crm/amocrm/wrong-{AMO_SECRET}",  # a guess is no less secret for being wrong
+        f"/webhooks/crm/bitrix24/{AMO_SECRET}",  # the deprecated Bitrix24 URL
+        f"http://127.0.0.1/webhooks/crm/amocrm/{AMO_SECRET}",  # the absolute form of a target
+    ],
+)
+def test_a_secret_in_a_webhook_url_reaches_no_log(target, caplog):
+    """amoCRM's webhooks are unsigned, so its URL holds the secret: neither the access log of
+    ``svyaz serve`` nor svyaz's own log lines may keep it."""
+    caplog.set_level(logging.DEBUG)
+    body = "leads%5Bstatus%5D%5B0%5D%5Bid%5D=25476081&account%5Bsubdomain%5D=shopexample"
+    request = (
+        f"POST {target} HTTP/1.0\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n{body}"
+    )
+    with served(
+        build(amocrm_webhook_secret=AMO_SECRET, bitrix24_webhook_secret=AMO_SECRET), quiet=False
+    ) as svc:
+        status, _ = raw_request(svc, request.encode())
+    assert status in (401, 503)  # refused, or authenticated without a configured amoCRM API
+    lines = [record.getMessage() for record in caplog.records]
+    access = [line for line in lines if '"POST /webhooks/crm/' in line]
+    assert len(access) == 1 and "/<secret> HTTP/1.0" in access[0], lines
+    assert not any(AMO_SECRET in line for line in lines), lines

@@ -740,3 +740,29 @@ def test_the_journal_can_sit_behind_identity_aware_proxy(infra):
     assert settings["SVYAZ_JOURNAL_IAP_AUDIENCE"] == "${var.journal_iap_audience}"
     assert settings["SVYAZ_JOURNAL_AUTH"] == '${var.journal_iap_audience != "" ? "iap" : ""}'
     assert infra["variable"]["journal_iap_members"]["default"] == []
+
+
+def test_request_logs_of_urls_holding_a_secret_are_never_stored(infra, tmp_path):
+    """amoCRM's webhook URL holds its secret (amoCRM signs nothing): the platform's request logs
+    (Cloud Run's and the load balancer's) of every secret-in-path function are excluded."""
+    from svyaz.entrypoints.registry import FUNCTIONS
+
+    exclusion = resources(infra, "google_logging_project_exclusion")["secret_urls"]
+    assert exclusion["project"] == "${var.project_id}" and not exclusion.get("disabled")
+    assert exclusion["filter"] == "${local.secret_url_filter}"
+    prefixes = [p for f in FUNCTIONS if f.secret_in_path for p in f.paths]
+    assert set(infra["locals"]["secret_url_prefixes"]) == set(prefixes) and prefixes
+    assert "amocrm_webhook" in infra["locals"]["secret_url_functions"]
+    if TERRAFORM:  # the filter as Terraform builds it (the locals alone: no provider here)
+        text = (INFRA / "logging.tf").read_text()
+        (tmp_path / "locals.tf").write_text(text[text.index("locals {") : text.index("resource ")])
+        ok, value = console(["variables.tf"], "local.secret_url_filter", tmp_path, **REQUIRED)
+        assert ok, value
+        assert value == (
+            '(log_id("run.googleapis.com/requests") OR log_id("requests")) AND ('
+            'httpRequest.requestUrl:"/webhooks/crm/amocrm/" OR '
+            'httpRequest.requestUrl:"/webhooks/crm/amocrm?" OR '
+            'httpRequest.requestUrl:"/webhooks/crm/bitrix24/" OR '
+            'httpRequest.requestUrl:"/webhooks/crm/bitrix24?" OR '
+            'resource.labels.service_name="svyaz-amocrm-webhook")'
+        )

@@ -266,10 +266,11 @@ class Worker:
 
 class _PrivateHandler(WSGIRequestHandler):
     """The access log without query strings: they carry personal data (phones, emails) and
-    senders' secrets (call-tracking tokens, the WhatsApp verify token)."""
+    senders' secrets (call-tracking tokens, the WhatsApp verify token); nor the secret of a URL
+    that is one (amoCRM's webhook)."""
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        path = self.path.split("?", 1)[0]
+        path = registry.loggable_path(self.path)
         self.log("info", '"%s %s %s" %s %s', self.command, path, self.request_version, code, size)
 
 

@@ -16,9 +16,11 @@ the row is written, and ``tests/infra`` fails until it says what the entry says)
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import unquote
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,10 @@ class Function:
     # secret in the path): the others
     # answer a JSON 404 there, never the framework's page nor a silent accept.
     subpaths: bool = False
+    # Whether senders put a secret in the path below its own (a vendor that signs nothing and
+    # takes a URL only): access logs keep ``<prefix>/<secret>`` (``loggable_path``), and
+    # infra/logging.tf keeps those request log entries out of Cloud Logging.
+    secret_in_path: bool = False
     publishes_to: tuple[str, ...] = ("events",)  # topics (keys of local.topics in infra/pubsub.tf)
     project_roles: tuple[str, ...] = ()
 
@@ -149,6 +155,7 @@ FUNCTIONS: tuple[Function, ...] = (
         settings=("amocrm_webhook_secret", "amocrm_base_url", "amocrm_token"),
         development={"SVYAZ_AMOCRM_WEBHOOK_SECRET": "dev-amocrm-secret"},
         subpaths=True,
+        secret_in_path=True,
     ),
     Function(
         "bitrix24_webhook",
@@ -163,6 +170,7 @@ FUNCTIONS: tuple[Function, ...] = (
             "SVYAZ_BITRIX24_APPLICATION_TOKEN": "dev-bitrix24-application-token",
         },
         subpaths=True,
+        secret_in_path=True,  # the deprecated handler URLs
     ),
     Function(
         "crm_webhook",
@@ -199,6 +207,23 @@ def route(path: str) -> str | None:
         if path == prefix or path.startswith(prefix + "/"):
             return target
     return None
+
+
+REDACTED = "<secret>"  # what stands for a secret path segment in logs
+_ABSOLUTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/]*")
+
+
+def loggable_path(target: str) -> str:
+    """A request target as logs may keep it: without its query string (phones, e-mails, tokens)
+    and with whatever follows a secret-in-path prefix replaced by ``<secret>``, matched on the
+    decoded path that routing sees (``%2F`` is a slash there too)."""
+    path = _ABSOLUTE.sub("", target.split("?", 1)[0])  # "http://host/path" is a request target too
+    decoded = unquote(path)
+    for function in FUNCTIONS:
+        for prefix in function.paths if function.secret_in_path else ():
+            if decoded.startswith(prefix + "/") and decoded != prefix + "/":
+                return f"{prefix}/{REDACTED}"
+    return path
 
 
 def cloud_function(function: Function) -> Callable[..., Any]:
