@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import time
 
 import pytest
 
 from svyaz.dev.local import LocalService
-from tests.pipeline_support import WRITE_KEY, build, served
+from tests.pipeline_support import WRITE_KEY, build, http, served
 
 CALL_TOKEN = "call-tracking-token-for-the-log-test"  # noqa: S105 - a test value
 
@@ -105,3 +106,32 @@ def test_a_secret_in_a_webhook_url_reaches_no_log(target, caplog):
     access = [line for line in lines if '"POST /webhooks/crm/' in line]
     assert len(access) == 1 and "/<secret> HTTP/1.0" in access[0], lines
     assert not any(AMO_SECRET in line for line in lines), lines
+
+
+def test_a_chunked_body_that_never_completes_is_cut_off_while_others_are_served(caplog):
+    """A sender that starts a chunked body and then sends nothing more (a broken client, or a
+    slow-body attack) holds one handler thread only until the request timeout: then it is
+    answered or closed, and meanwhile every other request is served. No traceback is logged
+    for it: it is the sender's fault, not the service's."""
+    caplog.set_level(logging.ERROR)
+    with served(build(), request_timeout=1.0) as service:
+        stalled = socket.create_connection(("127.0.0.1", service.port), timeout=10)
+        head = (
+            "POST /collect HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+            f"Authorization: Bearer {WRITE_KEY}\r\nContent-Type: application/json\r\n\r\n"
+        )
+        stalled.sendall(head.encode() + b'40\r\n{"event_id": ')  # and never the rest
+        started = time.monotonic()
+        # Served while the stalled body waits: a whole event from another sender.
+        event = {"event_id": "e-1", "type": "page", "identifiers": {"client_id": "v-1"}}
+        assert http(f"{service.url}/collect", event, key=WRITE_KEY, timeout=5).status == 202
+        answer = b""
+        while chunk := stalled.recv(65536):  # until the server closes it
+            answer += chunk
+        waited = time.monotonic() - started
+        stalled.close()
+    assert waited < 5, f"the stalled request held its connection {waited:.1f} s"
+    if answer:  # answered before closing: a JSON 4xx naming the unreadable body
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert 400 <= int(head.split()[1]) < 500 and json.loads(body)["error"] == "invalid_body", answer
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []

@@ -287,6 +287,10 @@ class LocalService:
     server: BaseWSGIServer | None = None
     worker: Worker | None = None
     quiet: bool = False  # no per-request access log lines (demo, tests, benchmarks)
+    # Seconds a connection may stay silent (request line, headers, each read of the body): a
+    # body that stalls (a chunked body never completed) is then refused as unreadable (a JSON
+    # 400) or its connection closed, instead of holding a handler thread forever.
+    request_timeout: float = 10.0
     # Pub/Sub mode: the pull subscription the worker consumes (kept across restarts, so events
     # accepted before a stop are applied after the next start).
     subscription: str = LOCAL_SUBSCRIPTION
@@ -297,7 +301,9 @@ class LocalService:
         self.rt = runtime_module.current()
         from svyaz.dev import admin
 
-        handler = _QuietHandler if self.quiet else _PrivateHandler
+        base = _QuietHandler if self.quiet else _PrivateHandler
+        # socketserver applies ``timeout`` to the connection's socket in the handler's setup.
+        handler = type(base.__name__, (base,), {"timeout": self.request_timeout})
         app = build_wsgi_app({admin.PREFIX: admin.create_app(self)})
         self.server = make_server(self.host, self.port, app, threaded=True, request_handler=handler)
         self.port = self.server.server_port

@@ -168,7 +168,11 @@ def read_body(request: flask.Request, limit: int) -> bytes:
         raise HttpError(413, "too_large", f"body larger than {limit} bytes")
     try:
         data = request.stream.read(limit + 1)
-    except (HTTPException, OSError, ValueError) as exc:  # a malformed chunked body, a cut stream
+    except (HTTPException, OSError, ValueError) as exc:  # a malformed chunked body, a cut or stalled stream
+        # What is left of it is never read again: the framework drains the body after every
+        # answer (functions-framework's read_request), which would fail (and log a traceback)
+        # a second time on the same broken stream.
+        request._cached_data = b""
         raise HttpError(400, "invalid_body", f"the body could not be read: {type(exc).__name__}") from None
     if len(data) > limit:
         raise HttpError(413, "too_large", f"body larger than {limit} bytes")
