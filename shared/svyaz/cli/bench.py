@@ -22,6 +22,16 @@ def _sizes(text: str) -> list[int]:
     return sizes
 
 
+def _populations(text: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected customer counts like 2000,20000: {text!r}") from exc
+    if any(size < 1 for size in sizes):
+        raise argparse.ArgumentTypeError("customer counts start at 1")
+    return sizes
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -29,7 +39,26 @@ def _positive(text: str) -> int:
     return value
 
 
+def run_scale(args: argparse.Namespace) -> int:
+    """``--scale``: the embedded default at several population sizes (``bench.embedded``)."""
+    from svyaz.bench.embedded import format_scale, scale_report
+
+    if args.store != "memory":
+        print("svyaz bench: --scale measures the memory store (--store memory)", file=sys.stderr)
+        return 2
+    log = (
+        (lambda _m: None)
+        if args.quiet
+        else (lambda m: print(f"svyaz bench: {m}", file=sys.stderr, flush=True))
+    )
+    report = scale_report(args.scale, seed=args.seed, io_ms=args.io_ms, log=log)
+    print(json.dumps(report, indent=2) if args.json else format_scale(report))
+    return 1 if any(r["dead_lettered"] for size in report["sizes"] for r in size["runs"]) else 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.scale:
+        return run_scale(args)
     from svyaz.bench.harness import BENCH_PROJECT, BenchConfig, format_report, open_store, run_bench
 
     if args.store == "firestore" and not (args.emulator or os.environ.get("FIRESTORE_EMULATOR_HOST")):
@@ -123,5 +152,19 @@ def register(commands: argparse._SubParsersAction) -> None:
         default=0,
         metavar="N",
         help="then N events of one customer at 20/s, with and without ordering keys (default: none)",
+    )
+    parser.add_argument(
+        "--scale",
+        type=_populations,
+        default=[],
+        metavar="CUSTOMERS",
+        help="instead: the memory store at these population sizes, 1 and 2 workers, bytes per "
+        "event and identifier (e.g. 2000,20000)",
+    )
+    parser.add_argument(
+        "--io-ms",
+        type=float,
+        default=1.0,
+        help="with --scale: simulated I/O per delivery and per commit, 0 for none (default: %(default)s)",
     )
     parser.set_defaults(run=run)
