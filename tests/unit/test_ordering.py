@@ -8,7 +8,7 @@ import threading
 import time
 
 from svyaz.adapters.queue import event_message, ordering_key
-from svyaz.bench.harness import Delivery, _run_workers
+from svyaz.bench.replay import Delivery, run_workers
 from tests.helpers import event
 
 
@@ -46,6 +46,6 @@ def test_a_keys_deliveries_run_one_at_a_time_in_order_and_a_failure_is_retried_f
         return True
 
     deliveries = [Delivery(n, None, ordering_key="hot" if n % 2 else f"k{n}") for n in range(40)]
-    stats = _run_workers(deliveries, 8, step, False, "test")
+    stats = run_workers(deliveries, 8, step, False, "test")
     assert stats.redeliveries == 1
     assert seen == [n for n in range(40) if n % 2]

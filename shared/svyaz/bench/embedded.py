@@ -28,9 +28,10 @@ from svyaz.adapters.queue import ordering_key
 from svyaz.adapters.store.base import IDENTIFIERS, PROCESSED, PROFILES, TOUCHPOINTS
 from svyaz.adapters.store.memory import STRIPES, MemoryStore
 from svyaz.app.service import IdentityService
-from svyaz.bench.harness import BENCH_PEPPER, Delivery, JobDeliveries, replay
 from svyaz.bench.population import Population, generate_population
 from svyaz.bench.probe import instrument
+from svyaz.bench.replay import Delivery, JobDeliveries, replay
+from svyaz.bench.stores import BENCH_PEPPER
 from svyaz.domain.events import Event
 from svyaz.domain.model import Job, Outcome
 from svyaz.identity.policy import Policy

@@ -13,6 +13,7 @@ from svyaz.adapters.queue import ordering_key
 from svyaz.adapters.store.base import Store
 from svyaz.app.service import IdentityService
 from svyaz.bench.probe import instrument
+from svyaz.bench.replay import Delivery, JobDeliveries, replay
 from svyaz.domain.events import Event
 from svyaz.domain.model import Identifier
 from svyaz.identity.policy import Policy
@@ -51,8 +52,6 @@ def hot_events(tag: str, count: int, seed: int = 7) -> list[Event]:
 def hot_customer(store: Store, workers: int, events: int = 200, rate: float = 20.0) -> dict[str, Any]:
     """The same customer's stream with and without ordering keys; per run: dead letters,
     redeliveries, failed transaction attempts, whether every event reached the one profile."""
-    from svyaz.bench.harness import Delivery, JobDeliveries, replay
-
     results = {}
     for ordered in (True, False):
         tag = "ordered" if ordered else "unordered"

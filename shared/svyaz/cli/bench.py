@@ -59,7 +59,8 @@ def run_scale(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.scale:
         return run_scale(args)
-    from svyaz.bench.harness import BENCH_PROJECT, BenchConfig, format_report, open_store, run_bench
+    from svyaz.bench.harness import BenchConfig, format_report, run_bench
+    from svyaz.bench.stores import BENCH_PROJECT, open_store
 
     if args.store == "firestore" and not (args.emulator or os.environ.get("FIRESTORE_EMULATOR_HOST")):
         if not args.project:

@@ -11,16 +11,9 @@ import pytest
 from svyaz.adapters.store.base import Contention
 from svyaz.adapters.store.memory import MemoryStore
 from svyaz.bench import generate_population
-from svyaz.bench.harness import (
-    MAX_FAILURES,
-    BenchConfig,
-    Delivery,
-    format_report,
-    percentile,
-    replay,
-    run_bench,
-)
+from svyaz.bench.harness import BenchConfig, format_report, percentile, run_bench
 from svyaz.bench.probe import ProbeStore
+from svyaz.bench.replay import MAX_FAILURES, Delivery, replay
 from svyaz.cli import main
 from svyaz.domain.merge import InvalidEvent
 from tests.helpers import event
@@ -175,10 +168,10 @@ def test_the_ratio_goals_are_shown_only_for_firestore(report: dict) -> None:
 
 
 def test_progress_lines_when_stderr_is_not_a_terminal(capsys, monkeypatch) -> None:
-    from svyaz.bench import harness
+    from svyaz.bench import replay as replay_module
 
-    monkeypatch.setattr(harness, "PROGRESS_EVERY", 0.0)
+    monkeypatch.setattr(replay_module, "PROGRESS_EVERY", 0.0)
     deliveries = [Delivery(n, event({"client_id": f"c{n}"})) for n in range(3)]
-    harness._run_workers(deliveries, 1, lambda _delivery: True, "lines", "svyaz")
+    replay_module.run_workers(deliveries, 1, lambda _delivery: True, "lines", "svyaz")
     err = capsys.readouterr().err
     assert "svyaz bench: svyaz: 3/3 deliveries" in err
