@@ -272,7 +272,8 @@ def test_small_populations_work() -> None:
 
 
 def test_generation_is_fast() -> None:
-    started = time.perf_counter()
+    # This process's CPU time, not the wall clock: other test runs share the machine's cores.
+    started = time.process_time()
     population = generate_population(2_000, seed=3)
-    assert time.perf_counter() - started < 4.0
+    assert time.process_time() - started < 4.0
     assert population.unique_events > 10 * 2_000
