@@ -190,3 +190,108 @@ def test_screenshots_are_regenerated_by_the_command(tmp_path):
     assert done.returncode == 0, done.stderr
     for name in ("journal-list.png", "journal-card.png", "journal-card-phone.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --- why identifiers are linked, and splitting a customer -------------------------------------
+
+
+@pytest.fixture
+def family(svyaz_service):
+    """Anna and Boris, each with a browser cookie, an email, a lead and an order, linked into
+    one customer by the family phone both typed into the lead form."""
+    from tests.split_support import shared_phone_events
+
+    send(svyaz_service, shared_phone_events())
+    return svyaz_service
+
+
+def open_card(page, service, typed: str) -> None:
+    sign_in(page, service)
+    page.fill("#q", typed)
+    page.click("form.search button")
+    page.click("a.customer")
+
+
+def choice(page, label: str):
+    """The split form's choice of the value shown as ``label`` (its own name, not what it carried)."""
+    name = page.locator("strong", has_text=re.compile(f"^{re.escape(label)}$"))
+    return page.locator("label.choice").filter(has=name)
+
+
+def identifiers_on(section) -> list[str]:
+    return sorted(section.locator("span.id").all_inner_texts())
+
+
+def test_a_marketer_sees_why_two_people_are_one_customer_and_splits_them(family, page):
+    open_card(page, family, "8 909 123 45 67")
+    assert identifiers_on(page.locator("details.ids")) == sorted(
+        ["cookie-anna", "cookie-boris", "anna@mail.ru", "boris@mail.ru", "+7 909 123-45-67"]
+    )
+    # Why: Boris's email came with his lead, through the phone Anna had typed a minute before.
+    why = page.locator("#links")
+    assert why.locator("summary").inner_text() == "Почему идентификаторы связаны"
+    boris = why.locator("li", has_text="boris@mail.ru").inner_text()
+    assert boris == (
+        "Почта boris@mail.ru — связан событием Заявка, сайт, 01.03.2026 15:05:00 "
+        "через Телефон +7 909 123-45-67"
+    )
+    assert "Объединение профилей · 01.03.2026 15:05:00 · Заявка, сайт" in why.inner_text()
+
+    page.click("#action-split")
+    assert page.inner_text("h1") == "Разделить клиента?"
+    phone = choice(page, "Телефон +7 909 123-45-67")
+    # The value that linked them, with what came through it.
+    assert phone.inner_text() == (
+        "Телефон +7 909 123-45-67\nчерез него связаны: ID браузера (cookie) cookie-boris, Почта boris@mail.ru"
+    )
+    assert "79091234567" not in phone.locator("input").get_attribute("value")  # a keyed hash
+    phone.locator("input").check()
+    page.fill("#reason", "общий семейный телефон")
+    page.click("form[action$='/split'] button[type=submit]")
+
+    # The request's page refreshes itself (a meta refresh, no script) until the worker is done.
+    assert re.search(r"/journal/splits/\w+$", page.url)
+    page.wait_for_selector("#split-status:has-text('Клиентов после разделения: 2')", timeout=30_000)
+    assert page.locator("meta[http-equiv=refresh]").count() == 0
+    facts = page.locator("section.card dl.facts").first.inner_text()
+    assert "Телефон +7 909 123-45-67" in facts and "общий семейный телефон" in facts
+    customers = {
+        section.locator("a.customer").inner_text(): identifiers_on(section)
+        for section in page.locator("section.split-result").all()
+    }
+    assert customers == {  # the phone is blocked: it stays with neither
+        "Анна": ["anna@mail.ru", "cookie-anna"],
+        "Борис": ["boris@mail.ru", "cookie-boris"],
+    }
+    page.click("a.customer:text('Борис')")
+    assert page.inner_text("#customer-name") == "Борис"
+    assert identifiers_on(page.locator("details.ids")) == ["boris@mail.ru", "cookie-boris"]
+    assert page.inner_text("#fact-revenue dd") == "900\xa0₽"
+
+
+def test_cancelling_a_split_changes_nothing(family, page):
+    open_card(page, family, "boris@mail.ru")
+    card_url = page.url
+    page.click("#action-split")
+    choice(page, "Телефон +7 909 123-45-67").locator("input").check()
+    page.fill("#reason", "общий семейный телефон")
+    page.click("text=Отмена")
+    assert page.url == card_url
+    assert len(page.locator("details.ids span.id").all_inner_texts()) == 5
+    assert family.worker.wait_idle(10)
+    assert family.rt.store.blocklist() == []
+    page.goto(f"{family.url}/journal/")
+    assert page.inner_text("#total-customers dd") == "1"
+
+
+def test_a_split_without_its_csrf_token_is_refused(family, page):
+    open_card(page, family, "anna@mail.ru")
+    page.click("#action-split")
+    choice(page, "Телефон +7 909 123-45-67").locator("input").check()
+    page.fill("#reason", "общий семейный телефон")
+    page.locator("form[action$='/split'] input[name=csrf]").evaluate("field => field.remove()")
+    with page.expect_response(lambda r: r.url.endswith("/split")) as answer:
+        page.click("form[action$='/split'] button[type=submit]")
+    assert answer.value.status == 403 and "Ошибка 403" in page.inner_text("h1")
+    assert family.worker.wait_idle(10)
+    assert family.rt.store.blocklist() == []

@@ -381,6 +381,10 @@ def test_split_asks_which_value_to_block_then_shows_the_two_customers(web, famil
     form = {"csrf": form_token(confirm), "confirm": family, "block": phone, "reason": "общий телефон"}
     url = f"/journal/customers/{family}/split"
     assert web.post(url, data={**form, "csrf": "forged"}, base_url=HTTPS).status_code == 403
+    no_token = {k: v for k, v in form.items() if k != "csrf"}
+    assert web.post(url, data=no_token, base_url=HTTPS).status_code == 403
+    unconfirmed = {k: v for k, v in form.items() if k != "confirm"}
+    assert web.post(url, data=unconfirmed, base_url=HTTPS).status_code == 400
     assert web.post(url, data={**form, "block": "0" * 64}, base_url=HTTPS).status_code == 400
     assert web.post(url, data={**form, "reason": " "}, base_url=HTTPS).status_code == 400
     assert deliver_all(rt) == 0  # nothing queued so far
