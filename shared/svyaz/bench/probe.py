@@ -6,10 +6,10 @@ how many documents it read and wrote (snapshot sizes and ``Plan.document_writes`
 documents those were (so the raw baseline can touch the same number of documents with the same
 contention pattern) and how many identifier records the follow-up re-pointing moved.
 
-``FirestoreClientProbe`` wraps the Firestore client of a ``FirestoreStore`` to time every
-transaction attempt: when it began and, for a failed attempt, when it was rolled back. That is
-how the benchmark tells the time lost to contention (the emulator's lock timeouts) apart from
-useful work.
+``FirestoreClientProbe`` wraps the Firestore client of a ``FirestoreStore`` to count its RPCs;
+``instrument`` also times every transaction attempt of the store: when it began and, for a
+failed attempt, when it failed. That is how the benchmark tells the time lost to contention
+apart from useful work.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -228,8 +228,7 @@ class CountingApi:
 
 
 class FirestoreClientProbe:
-    """Wraps a ``firestore.Client``: times each transaction attempt of the current trace, and
-    counts its RPCs."""
+    """Wraps a ``firestore.Client``: counts its RPCs into the current trace."""
 
     def __init__(self, client: Any, probe: ProbeStore) -> None:
         self._client = client
@@ -239,25 +238,24 @@ class FirestoreClientProbe:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
 
-    def transaction(self, **options: Any) -> Any:
-        transaction = self._client.transaction(**options)
-        attempt = Attempt(time.perf_counter())
-        self._probe.trace.attempts.append(attempt)
-        rollback = transaction._rollback
-
-        def timed_rollback() -> None:
-            attempt.failed_at = time.perf_counter()
-            rollback()
-
-        # The client rolls an attempt back on any failure (ABORTED, lock timeout, error).
-        transaction._rollback = timed_rollback
-        return transaction
-
 
 def instrument(store: Store) -> ProbeStore:
-    """A probe around ``store``; for Firestore also around its client (attempt timing)."""
+    """A probe around ``store``; for Firestore also around its client (RPCs) and its
+    transaction attempts (timing: the time lost to contention apart from useful work)."""
     probe = ProbeStore(store)
     client = getattr(store, "client", None)
     if client is not None and hasattr(client, "transaction"):
         store.client = FirestoreClientProbe(client, probe)  # type: ignore[attr-defined]
+    if hasattr(store, "on_attempt"):
+
+        def attempt() -> Callable[[], None]:
+            started = Attempt(time.perf_counter())
+            probe.trace.attempts.append(started)
+
+            def failed() -> None:
+                started.failed_at = time.perf_counter()
+
+            return failed
+
+        store.on_attempt = attempt  # type: ignore[attr-defined]
     return probe

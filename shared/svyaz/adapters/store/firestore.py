@@ -1,9 +1,23 @@
 """The Firestore store (official ``google-cloud-firestore`` client): the primitives of
 ``base.Store`` on Firestore. Layout and behaviour: ``base``.
 
-A graph change is one read-write transaction, every read before any write. Contention (ABORTED,
-lock timeouts) is retried with jittered exponential backoff (``adapters.retry``); when the
-retries run out ``Contention`` is raised and the transaction has been rolled back.
+A graph change is one optimistic transaction, every read before any write: the reads take no
+lock (every round at the first round's read time: one consistent snapshot), and the writes are
+one atomic commit in which every document the body read carries the precondition "unchanged
+since read" (``update_time``, or ``exists: false`` for a document read as missing); a document
+read but not written is verified by a write that changes nothing (an update with an empty mask,
+or a delete of a missing document) under the same precondition. A commit that finds any of them
+changed writes nothing and the body runs again (jittered exponential backoff,
+``adapters.retry``); when the retries run out ``Contention`` is raised. A body that writes
+nothing commits nothing (a duplicate is one read round).
+
+Why not the client's read-write transaction: its reads hold shared locks until the commit, and
+the events of one customer read and write the same profile document. Two of them in flight
+each wait at commit for the other's shared lock; production breaks that by aborting the younger,
+the emulator only by its 2 s lock timeout, which fails all of them at once (8 workers on one
+customer: 209 commits failed after exactly 2 s, each against another one blocked in its own
+commit). Here no lock is held across the client's round trips: a conflict costs one failed
+commit. The Python client also opens its transactions with a BeginTransaction of their own.
 """
 
 from __future__ import annotations
@@ -16,6 +30,8 @@ from typing import Any, TypeVar
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
+from google.cloud.firestore_v1.types import common
+from google.cloud.firestore_v1.types import write as write_pb
 
 from svyaz.adapters.retry import Backoff, retrying
 from svyaz.adapters.store.base import (
@@ -39,7 +55,18 @@ T = TypeVar("T")
 
 # Errors after which the same transaction may succeed if tried again.
 RETRYABLE = (gexc.Aborted, gexc.ServiceUnavailable, gexc.DeadlineExceeded)
+# A commit that found a document it read changed (or created, or gone) since the read.
+CHANGED = (gexc.FailedPrecondition, gexc.AlreadyExists, gexc.NotFound)
 IN_QUERY_LIMIT = 30  # Firestore's cap on values in an "in" filter
+
+
+SNAPSHOT = "read_time"  # a transaction's snapshot time, kept with its reads
+
+
+def _unchanged(update_time: Any) -> common.Precondition:
+    if update_time is None:
+        return common.Precondition(exists=False)
+    return common.Precondition(update_time=update_time)
 
 
 def classified(what: str, exc: Exception) -> StoreError:
@@ -69,19 +96,29 @@ class FirestoreStore(Store):
         self.base_delay = base_delay
         self.max_delay = max_delay
         self.attempts = {"retries": 0, "contention": 0}
+        # Called as each transaction attempt starts; what it returns, if the attempt fails (bench).
+        self.on_attempt: Callable[[], Callable[[], None]] | None = None
 
     def _ref(self, ref: Ref) -> Any:
         return self.client.collection(ref[0]).document(ref[1])
 
     # --- primitives ---------------------------------------------------------------------------
     def _get(
-        self, refs: list[Ref], fields: list[str] | None = None, transaction: Any = None
+        self, refs: list[Ref], fields: list[str] | None = None, seen: dict[Ref, Any] | None = None
     ) -> dict[Ref, dict[str, Any]]:
+        """One BatchGetDocuments. ``seen``: a transaction's reads, each document's ``update_time``
+        (None: missing) as first read; its first round fixes the snapshot the next ones read."""
         if not refs:
             return {}
         by_path = {self._ref(ref).path: ref for ref in refs}
         wanted = [self.client.document(path) for path in by_path]
-        docs = self.client.get_all(wanted, field_paths=fields, transaction=transaction)
+        at = None if seen is None else seen.get(SNAPSHOT)
+        docs = list(self.client.get_all(wanted, field_paths=fields, read_time=at))
+        if seen is not None:
+            if docs and at is None:
+                seen[SNAPSHOT] = docs[0].read_time
+            for d in docs:
+                seen.setdefault(by_path[d.reference.path], d.update_time if d.exists else None)
         return {by_path[d.reference.path]: d.to_dict() for d in docs if d.exists}
 
     def _get_found(self, ref: Ref) -> Found | None:
@@ -92,33 +129,60 @@ class FirestoreStore(Store):
         return Backoff(self.max_attempts, self.base_delay, self.max_delay)
 
     def _transaction(self, body: Callable[[Get], tuple[T, list[Write]]]) -> T:
-        @firestore.transactional
-        def run(transaction: firestore.Transaction) -> T:
-            result, writes = body(lambda refs, fields=None: self._get(refs, fields, transaction))
-            for write in writes:
-                self._stage(transaction, write)
-            return result
-
         def once() -> T:
+            failed = self.on_attempt() if self.on_attempt is not None else None
+            seen: dict[Any, Any] = {}
             try:
-                return run(self.client.transaction(max_attempts=1))
-            except ValueError as exc:
-                # The client wraps a commit that was ABORTED on its last attempt in ValueError.
-                if isinstance(exc.__cause__, RETRYABLE):
-                    raise exc.__cause__ from exc
+                result, writes = body(lambda refs, fields=None: self._get(refs, fields, seen))
+                if writes:
+                    batch = self.client.batch()
+                    for write in writes:
+                        self._stage(batch, write)
+                    self._guard(batch, seen)
+                    batch.commit()
+            except BaseException:
+                if failed is not None:
+                    failed()
                 raise
+            return result
 
         def retried(_: BaseException) -> None:
             self.attempts["retries"] += 1
 
         try:
-            return retrying(once, RETRYABLE + (gexc.AlreadyExists,), self._backoff(), on_retry=retried)
-        except (*RETRYABLE, gexc.AlreadyExists) as exc:
+            return retrying(once, RETRYABLE + CHANGED, self._backoff(), on_retry=retried)
+        except (*RETRYABLE, *CHANGED) as exc:
             self.attempts["contention"] += 1
             name = type(exc).__name__
             raise Contention(f"transaction gave up after {self.max_attempts} attempts ({name})") from exc
         except gexc.GoogleAPICallError as exc:
             raise classified("transaction", exc) from exc
+
+    def _guard(self, batch: Any, seen: dict[Any, Any]) -> None:
+        """Make the commit conditional on everything read being unchanged: a precondition on
+        each write of a document read (unless the write has its own), a verifying write that
+        changes nothing for each document read and not written."""
+        seen.pop(SNAPSHOT, None)
+        by_path = {self._ref(ref)._document_path: ref for ref in seen}
+        written = set()
+        for pb in batch._write_pbs:
+            path = pb.update.name or pb.delete
+            written.add(path)
+            # An update's own "exists" is weaker than unchanged; a revision of its own stays.
+            if path in by_path and "update_time" not in pb.current_document:
+                pb.current_document = _unchanged(seen[by_path[path]])
+        for path, ref in by_path.items():
+            if path in written:
+                continue
+            if seen[ref] is None:  # still missing: deleting a missing document changes nothing
+                pb = write_pb.Write(delete=path, current_document=common.Precondition(exists=False))
+            else:  # an update of no field changes nothing, not even update_time
+                pb = write_pb.Write(
+                    update={"name": path},
+                    update_mask=common.DocumentMask(field_paths=[]),
+                    current_document=common.Precondition(update_time=seen[ref]),
+                )
+            batch._add_write_pbs([pb])
 
     def _stage(self, target: Any, write: Write) -> None:
         """Add one write to a transaction or a batch (same API)."""
