@@ -49,6 +49,34 @@ class Accuracy:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Mismerge:
+    """An under-merged customer (its identifiers by profile) or an over-merged profile (its
+    identifiers by true customer), with the deliveries that carried more than one part."""
+
+    kind: str  # "under_merged_customer" or "over_merged_profile"
+    name: str  # the customer's number or the profile's id
+    parts: Mapping[str, list[str]]
+    bridging_deliveries: list[str]  # "index:event_id status path", at most 10
+
+
+@dataclass(frozen=True)
+class GraphAccuracy:
+    """The report's accuracy section: the scores and the graph's own consistency."""
+
+    scores: Accuracy
+    inconsistent_records: int  # identifier records that resolve to no active profile (must be 0)
+    stale_listings: int  # (profile, kind) identifier counts unlike the records (must be 0)
+    examples: tuple[Mismerge, ...] | None = None  # only when customers were split or joined
+
+    def to_json(self) -> dict[str, Any]:
+        section: dict[str, Any] = self.scores.as_dict()
+        section |= {"inconsistent_records": self.inconsistent_records, "stale_listings": self.stale_listings}
+        if self.examples is not None:
+            section["examples"] = [asdict(example) for example in self.examples]
+        return section
+
+
 def _pairs(n: int) -> int:
     return n * (n - 1) // 2
 
@@ -165,7 +193,7 @@ def _bridging(deliveries: Iterable[Delivery], part_of: Mapping[str, str], policy
 
 def mismerges(
     placed: Mapping[Key, str], population: Population, deliveries: Sequence[Delivery], limit: int = 3
-) -> list[dict[str, Any]]:
+) -> list[Mismerge]:
     """Up to ``limit`` under-merged customers and over-merged profiles, each with the deliveries
     that carried identifiers of more than one of its parts (what should have linked them)."""
     policy = Policy.default()
@@ -173,8 +201,17 @@ def mismerges(
     for (kind, name), groups in list(_mismerged_parts(placed, population).items())[:limit]:
         part_of = {identifier: part for part, ids in groups.items() for identifier in ids}
         bridging = _bridging(deliveries, part_of, policy)
-        examples.append(
-            {"kind": kind, "name": str(name), "parts": {p: sorted(ids) for p, ids in groups.items()}}
-            | {"bridging_deliveries": bridging[:10]}
-        )
+        parts = {p: sorted(ids) for p, ids in groups.items()}
+        examples.append(Mismerge(kind, str(name), parts, bridging[:10]))
     return examples
+
+
+def measure(store: Store, population: Population, deliveries: Sequence[Delivery]) -> GraphAccuracy:
+    """The store's final partition scored against the population's truth, its inconsistencies,
+    and examples of what was split or joined (when anything was)."""
+    placed, broken, stale = assignment(store)
+    scores = score(placed, population)
+    examples = None
+    if scores.under_merges or scores.over_merges:
+        examples = tuple(mismerges(placed, population, deliveries))
+    return GraphAccuracy(scores, inconsistent_records=broken, stale_listings=stale, examples=examples)

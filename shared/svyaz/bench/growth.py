@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -31,6 +32,33 @@ DEFAULT_SIZES = (10, 100, 1_000, 10_000)
 PER_EVENT = 49  # new sessions per building event (+ the user_id: 50, the event cap)
 START = datetime(2025, 1, 1, tzinfo=UTC)
 FIRESTORE_DOC_LIMIT = 1_048_576
+
+
+@dataclass(frozen=True)
+class EventCost:
+    """One measured event against the profile: what it did and what it cost."""
+
+    status: str
+    path: str
+    reads: int  # documents
+    writes: int
+    rpcs: int
+    repointed_after: int  # identifier records the follow-up jobs re-pointed
+    ms: float
+    follow_up_ms: float
+
+
+@dataclass(frozen=True)
+class GrowthRow:
+    """A profile of ``identifiers`` identifiers and the three events measured against it."""
+
+    identifiers: int
+    profile_doc_bytes: int
+    profile_doc_share_of_limit: float
+    build_s: float
+    no_change: EventCost
+    merge_in: EventCost
+    merge_away: EventCost
 
 
 def growth_policy(largest: int) -> Policy:
@@ -67,20 +95,20 @@ def _run_jobs(service: IdentityService) -> None:
         sink.run_all(service)
 
 
-def _row(trace: Trace, seconds: float, status: str, jobs_seconds: float) -> dict[str, Any]:
-    return {
-        "status": status,
-        "path": trace.path,
-        "reads": trace.reads,
-        "writes": trace.writes,
-        "rpcs": sum(trace.rpcs.values()),
-        "repointed_after": trace.repointed,
-        "ms": round(seconds * 1000, 2),
-        "follow_up_ms": round(jobs_seconds * 1000, 2),
-    }
+def _cost(trace: Trace, seconds: float, status: str, jobs_seconds: float) -> EventCost:
+    return EventCost(
+        status=status,
+        path=trace.path,
+        reads=trace.reads,
+        writes=trace.writes,
+        rpcs=sum(trace.rpcs.values()),
+        repointed_after=trace.repointed,
+        ms=round(seconds * 1000, 2),
+        follow_up_ms=round(jobs_seconds * 1000, 2),
+    )
 
 
-def measure_size(service: IdentityService, probe: ProbeStore, size: int, tag: str) -> dict[str, Any]:
+def measure_size(service: IdentityService, probe: ProbeStore, size: int, tag: str) -> GrowthRow:
     """Build a profile of ``size`` identifiers and measure the three events against it."""
     prefix = f"g{tag}-{size}"
     sessions = [f"{prefix}-s{i}" for i in range(size - 1)]
@@ -109,18 +137,18 @@ def measure_size(service: IdentityService, probe: ProbeStore, size: int, tag: st
     _run_jobs(service)
     link = {"session_id": sessions[2], "client_id": f"{prefix}-old"}
     merge_away = _measure(service, probe, _event(f"{prefix}-merge-away", later + timedelta(minutes=2), link))
-    return {
-        "identifiers": held,
-        "profile_doc_bytes": profile_bytes,
-        "profile_doc_share_of_limit": round(profile_bytes / FIRESTORE_DOC_LIMIT, 4),
-        "build_s": round(build_s, 2),
-        "no_change": _row(*no_change),
-        "merge_in": _row(*merge_in),
-        "merge_away": _row(*merge_away),
-    }
+    return GrowthRow(
+        identifiers=held,
+        profile_doc_bytes=profile_bytes,
+        profile_doc_share_of_limit=round(profile_bytes / FIRESTORE_DOC_LIMIT, 4),
+        build_s=round(build_s, 2),
+        no_change=_cost(*no_change),
+        merge_in=_cost(*merge_in),
+        merge_away=_cost(*merge_away),
+    )
 
 
-def measure_growth(probe: ProbeStore, sizes: Iterable[int], tag: str = "") -> list[dict[str, Any]]:
+def measure_growth(probe: ProbeStore, sizes: Iterable[int], tag: str = "") -> list[GrowthRow]:
     sizes = sorted(set(sizes))
     if not sizes:
         return []

@@ -59,7 +59,8 @@ def run_scale(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.scale:
         return run_scale(args)
-    from svyaz.bench.harness import BenchConfig, format_report, run_bench
+    from svyaz.bench.harness import BenchConfig, run_bench
+    from svyaz.bench.report import format_report
     from svyaz.bench.stores import BENCH_PROJECT, open_store
 
     if args.store == "firestore" and not (args.emulator or os.environ.get("FIRESTORE_EMULATOR_HOST")):
@@ -95,10 +96,10 @@ def run(args: argparse.Namespace) -> int:
     with open_store(args.store, project=config.project, start_emulator=args.emulator) as store:
         report = run_bench(config, store, log=log)
     if args.json:
-        print(json.dumps(report, indent=2, default=str))
+        print(json.dumps(report.to_json(), indent=2, default=str))
     else:
         print(format_report(report))
-    return 1 if report["svyaz"]["dead_lettered"] else 0
+    return 1 if report.svyaz.dead_lettered else 0
 
 
 def register(commands: argparse._SubParsersAction) -> None:

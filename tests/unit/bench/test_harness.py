@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 
 import pytest
 
 from svyaz.adapters.store.base import Contention
 from svyaz.adapters.store.memory import MemoryStore
 from svyaz.bench import generate_population
-from svyaz.bench.harness import BenchConfig, format_report, percentile, run_bench
+from svyaz.bench.harness import BenchConfig, run_bench
 from svyaz.bench.probe import ProbeStore
 from svyaz.bench.replay import MAX_FAILURES, Delivery, replay
+from svyaz.bench.report import BenchReport, format_report
+from svyaz.bench.summary import percentile
 from svyaz.cli import main
 from svyaz.domain.merge import InvalidEvent
 from tests.helpers import event
@@ -22,9 +25,15 @@ CLASSES = ("no_change", "linking", "duplicate")
 
 
 @pytest.fixture(scope="module")
-def report() -> dict:
+def bench_report() -> BenchReport:
     config = BenchConfig(customers=25, workers=4, seed=3, growth_sizes=(10, 60), progress=False)
     return run_bench(config, MemoryStore())
+
+
+@pytest.fixture(scope="module")
+def report(bench_report: BenchReport) -> dict:
+    """As ``svyaz bench --json`` prints it."""
+    return bench_report.to_json()
 
 
 def test_report_has_every_section(report: dict) -> None:
@@ -69,8 +78,8 @@ def test_cost_growth_is_measured_for_each_size_and_stays_flat(report: dict) -> N
     assert growth[1]["merge_away"]["repointed_after"] > growth[0]["merge_away"]["repointed_after"]
 
 
-def test_the_text_report_names_every_section(report: dict) -> None:
-    text = format_report(report)
+def test_the_text_report_names_every_section(bench_report: BenchReport) -> None:
+    text = format_report(bench_report)
     for part in ("throughput", "latency", "raw limit", "accuracy", "cost growth", "goals"):
         assert part in text
 
@@ -151,20 +160,18 @@ def test_the_population_of_the_report_is_the_seeded_one() -> None:
         BenchConfig(customers=6, workers=2, growth_sizes=(), raw=False, progress=False),
         MemoryStore(),
         population,
-    )
+    ).to_json()
     assert report["config"]["deliveries"] == len(population.events)
     assert "raw" not in report and "ratios" not in report
 
 
-def test_the_ratio_goals_are_shown_only_for_firestore(report: dict) -> None:
+def test_the_ratio_goals_are_shown_only_for_firestore(report: dict, bench_report: BenchReport) -> None:
     """The ratio goals are about Firestore; on memory they would only print MISS for nothing."""
-    from svyaz.bench.harness import goals
-
     assert report["config"]["store"] == "memory"
     assert not {"no_change_ratio", "linking_ratio"} & set(report["goals"])
-    assert "no_change_ratio" not in format_report(report)
-    on_firestore = {**report, "config": {**report["config"], "store": "firestore"}}
-    assert {"no_change_ratio", "linking_ratio"} <= set(goals(on_firestore))
+    assert "no_change_ratio" not in format_report(bench_report)
+    on_firestore = replace(bench_report, config=replace(bench_report.config, store="firestore"))
+    assert {"no_change_ratio", "linking_ratio"} <= set(on_firestore.goals())
 
 
 def test_progress_lines_when_stderr_is_not_a_terminal(capsys, monkeypatch) -> None:
