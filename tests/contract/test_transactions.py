@@ -11,6 +11,8 @@ from typing import Any
 
 from svyaz.adapters.store.base import BLOCKLIST, PROFILES, Store, Write
 from svyaz.adapters.store.memory import MemoryStore
+from svyaz.app.service import IdentityService
+from tests.helpers import event
 
 RPCS = {
     "batch_get_documents": "reads",
@@ -64,6 +66,20 @@ def put(store: Store, collection: str, key: str, doc: dict[str, Any]) -> None:
 
 def doc(store: Store, collection: str, key: str) -> dict[str, Any] | None:
     return store._get([(collection, key)]).get((collection, key))
+
+
+def test_a_redelivered_identify_is_answered_from_one_read_with_no_commit(store, policy):
+    # Traits take the transactional path (a read-compare-write of the profile).
+    service = IdentityService(store, policy)
+    identify = event(
+        {"email": "ann@example.com"}, event_id="identify-1", type="identify", traits={"name": "Ann"}
+    )
+    first = service.apply(identify)
+    with round_trips(store) as counted:
+        again = service.apply(identify)
+    assert again.duplicate and again.profile_id == first.profile_id
+    # Before: BeginTransaction, one read round and an empty Commit on Firestore.
+    assert counted["reads"] == 1 and counted["commits"] == 0 and counted["begins"] == 0
 
 
 def test_a_commit_finds_a_document_it_writes_changed_since_the_read_and_runs_again(store):
