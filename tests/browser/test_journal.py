@@ -188,7 +188,7 @@ def test_screenshots_are_regenerated_by_the_command(tmp_path):
     command = [sys.executable, "-m", "svyaz.cli", "journal", "screenshots", "--out", str(tmp_path)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)  # noqa: S603
     assert done.returncode == 0, done.stderr
-    for name in ("journal-list.png", "journal-card.png", "journal-card-phone.png"):
+    for name in ("journal-list.png", "journal-card.png", "journal-card-phone.png", "journal-links.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

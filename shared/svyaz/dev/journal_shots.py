@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from svyaz.adapters.queue import LocalQueue
@@ -23,8 +23,10 @@ SHOTS = {
     "journal-list.png": (1280, 900),
     "journal-card.png": (1280, 900),
     "journal-card-phone.png": (390, 844),
+    "journal-links.png": (1280, 900),
 }
-NAMES = ["Анна", "Дмитрий", "Ольга", "Сергей", "Мария", "Игорь", "Наталья", "Павел", "Елена", "Антон"]
+FAMILY_PHONE = "+79035557711"  # not Vasily's: the family stays two people
+NAMES = ["Алина", "Дмитрий", "Ольга", "Сергей", "Мария", "Игорь", "Наталья", "Павел", "Елена", "Антон"]
 SOURCES = [
     {"source": "yandex", "medium": "cpc", "campaign": "sofas-autumn"},
     {"source": "vk", "medium": "social", "campaign": "kitchens-promo"},
@@ -34,10 +36,61 @@ SOURCES = [
 ]
 
 
+def family_phone(digits: str = "9091234567") -> list[Event]:
+    """Anna and Boris, each with a browser cookie, a lead and an order, wrongly joined into one
+    customer by the family phone (``+7`` and ten ``digits``) both typed into the lead form, each
+    spelling it their way (the split tests use them too)."""
+    d = digits
+    base = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+    def event(event_id: str, minutes: int, identifiers: dict, **fields) -> Event:
+        at = base + timedelta(minutes=minutes)
+        return Event(event_id=event_id, timestamp=at, identifiers=identifiers, **fields)
+
+    anna, boris = {"client_id": "cookie-anna"}, {"client_id": "cookie-boris"}
+    return [
+        event("anna-ad", 0, anna, type="page", context={"source": "yandex", "medium": "cpc"}),
+        event("boris-ad", 1, boris, type="page", context={"source": "vk", "medium": "social"}),
+        event("anna-view", 2, anna, type="page"),
+        event("boris-view", 3, boris, type="page"),
+        event(
+            "anna-lead",
+            4,
+            {**anna, "email": "anna@mail.ru", "phone": f"8 {d[:3]} {d[3:6]}-{d[6:8]}-{d[8:]}"},
+            type="lead",
+            traits={"name": "Анна", "city": "Казань"},
+        ),
+        event(
+            "boris-lead",
+            5,
+            {**boris, "email": "boris@mail.ru", "phone": f"+7 {d[:3]} {d[3:6]} {d[6:8]} {d[8:]}"},
+            type="lead",
+            traits={"name": "Борис"},
+        ),
+        event(
+            "anna-order",
+            6,
+            {"email": "anna@mail.ru"},
+            type="order",
+            channel="crm",
+            properties={"order_id": "A-1", "amount": 1500, "status": "paid"},
+        ),
+        event(
+            "boris-order",
+            7,
+            {"email": "boris@mail.ru"},
+            type="order",
+            channel="crm",
+            properties={"order_id": "B-1", "amount": 900, "status": "paid"},
+        ),
+    ]
+
+
 def population() -> list[Event]:
-    """The seed's journeys and ten more customers (deterministic), in time order."""
+    """The seed's journeys, Anna and Boris joined by their family phone and ten more customers
+    (deterministic), in time order."""
     rng = random.Random(17)  # noqa: S311 - sample data
-    events = [e for journey in JOURNEYS.values() for e in journey()]
+    events = [e for journey in JOURNEYS.values() for e in journey()] + family_phone(FAMILY_PHONE[2:])
     for n, name in enumerate(NAMES):
         browser = {"client_id": f"demo-{n:02d}"}
         at = START + timedelta(days=rng.uniform(0, 20))
@@ -110,6 +163,14 @@ def take(out: Path, lang: str = "ru") -> list[Path]:
             saved.append(_shot(page, out / "journal-card.png"))
             page.set_viewport_size({"width": 390, "height": 844})
             saved.append(_shot(page, out / "journal-card-phone.png", full_page=False))
+            # Why Anna and Boris are one customer: the card's explanation of its links.
+            page.set_viewport_size({"width": 1280, "height": 900})
+            page.goto(f"{service.url}/journal/")
+            page.fill("#q", FAMILY_PHONE)
+            page.click("form.search button")
+            page.click("a.customer")
+            page.locator("#links").screenshot(path=str(out / "journal-links.png"))
+            saved.append(out / "journal-links.png")
             browser.close()
     finally:
         service.stop()
