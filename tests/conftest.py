@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from svyaz.adapters.store.journal import JournaledStore
 from svyaz.adapters.store.memory import MemoryStore
 from svyaz.app import runtime
 from svyaz.app.service import IdentityService
@@ -69,11 +70,28 @@ def firestore_store(firestore_emulator: Emulator):
     return make_firestore_store(firestore_emulator)
 
 
-@pytest.fixture(params=["memory", pytest.param("firestore", marks=pytest.mark.emulator)])
-def store(request: pytest.FixtureRequest):
+@pytest.fixture(params=["memory", "memory+journal", pytest.param("firestore", marks=pytest.mark.emulator)])
+def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """Each store of the contract suite. ``memory+journal`` (``svyaz serve --data-dir``): at the
+    test's end the store is read back from its directory and must hold the same documents (tests
+    may also ``restart(store)`` before their assertions)."""
     if request.param == "memory":
-        return MemoryStore(PEPPER)
-    return make_firestore_store(request.getfixturevalue("firestore_emulator"))
+        yield MemoryStore(PEPPER)
+    elif request.param == "memory+journal":
+        store = JournaledStore(PEPPER, tmp_path_factory.mktemp("data"), compact_bytes=64 * 1024)
+        yield store
+        live = {collection: dict(docs) for collection, docs in store.docs.items()}
+        store.reopen()
+        assert store.docs == live, "the data directory reads back other documents than the live store's"
+        store.close()
+    else:
+        yield make_firestore_store(request.getfixturevalue("firestore_emulator"))
+
+
+def restart(store) -> None:
+    """What a restart of ``svyaz serve --data-dir`` does to the store (nothing for the others)."""
+    if isinstance(store, JournaledStore):
+        store.reopen()
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import json
 
 import pytest
 
+from svyaz.adapters.store.memory import MemoryStore
 from svyaz.domain.model import Identifier
 from svyaz.domain.validation import MAX_TEXT_LENGTH
 from tests.pipeline_support import API_KEY, WRITE_KEY, client, deliver_all, install
@@ -372,7 +373,7 @@ def test_firestore_refusing_a_document_is_classified_as_unstorable(store):
     def decide(snapshot):
         return Plan(outcome=Outcome("ev-huge", "created", "p-huge"), profiles=[huge])
 
-    if type(store).__name__ == "MemoryStore":
+    if isinstance(store, MemoryStore):
         pytest.skip("only Firestore limits a document's size; the engine keeps profiles below it")
     with pytest.raises(Unstorable):
         store.transact([], "ev-huge", decide)

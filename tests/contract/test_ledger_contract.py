@@ -6,18 +6,42 @@ import threading
 
 import pytest
 
-from svyaz.adapters.ledger import FirestoreLedger, MemoryLedger
+from svyaz.adapters.ledger import FirestoreLedger, MemoryLedger, StoreLedger
+from svyaz.adapters.store.base import LEDGER
+from svyaz.adapters.store.journal import JournaledStore
 from tests.conftest import PEPPER, PROJECT
 
 
-@pytest.fixture(params=["memory", pytest.param("firestore", marks=pytest.mark.emulator)])
+@pytest.fixture(params=["memory", "memory+journal", pytest.param("firestore", marks=pytest.mark.emulator)])
 def ledger(request):
     if request.param == "memory":
         return MemoryLedger(PEPPER)
+    if request.param == "memory+journal":  # svyaz serve --data-dir: the store's own documents
+        return StoreLedger(PEPPER, request.getfixturevalue("journaled_store"))
     from google.cloud import firestore
 
     request.getfixturevalue("firestore_emulator").reset_firestore(PROJECT)
     return FirestoreLedger(PEPPER, firestore.Client(project=PROJECT))
+
+
+@pytest.fixture
+def journaled_store(tmp_path):
+    """The journaled store of ``tests/conftest.py``'s ``store`` (read back at the test's end)."""
+    store = JournaledStore(PEPPER, tmp_path)
+    yield store
+    live = {collection: dict(docs) for collection, docs in store.docs.items()}
+    store.reopen()
+    assert store.docs == live and len(live[LEDGER]) == len(store.docs[LEDGER])
+    store.close()
+
+
+def test_claims_survive_a_restart_of_the_data_directory(tmp_path):
+    store = JournaledStore(PEPPER, tmp_path)
+    StoreLedger(PEPPER, store).claim("metrica", ["order:1", "order:2"], "b1")
+    store.close()
+    reopened = JournaledStore(PEPPER, tmp_path)
+    assert StoreLedger(PEPPER, reopened).claim("metrica", ["order:2", "order:3"], "b2") == {"order:3"}
+    reopened.close()
 
 
 def test_a_key_is_claimed_once_per_target(ledger):

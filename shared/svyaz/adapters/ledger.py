@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from svyaz.adapters.store.base import LEDGER, Conflict, Duplicate, Store, Write
+
 
 class Ledger(ABC):
     def __init__(self, pepper: bytes) -> None:
@@ -66,10 +68,44 @@ class MemoryLedger(Ledger):
                 self.entries.pop(self.entry_id(target, key), None)
 
 
+class StoreLedger(Ledger):
+    """The ledger as documents of the memory store (``conversion_exports``, as on Firestore),
+    so ``svyaz serve --data-dir`` keeps it in its data directory with the graph."""
+
+    def __init__(self, pepper: bytes, store: Store) -> None:
+        super().__init__(pepper)
+        self._store = store
+
+    def claim(self, target: str, keys: Iterable[str], batch: str) -> set[str]:
+        claimed = set()
+        for key in keys:
+            entry = {"target": target, "batch": batch, "at": datetime.now(UTC)}
+            try:
+                self._store._commit([Write(LEDGER, self.entry_id(target, key), entry, "create")])
+            except Duplicate:
+                continue
+            claimed.add(key)
+        return claimed
+
+    def release(self, target: str, keys: Iterable[str], batch: str) -> None:
+        for key in keys:
+            ref = (LEDGER, self.entry_id(target, key))
+            found = self._store._get_found(ref)
+            if found is not None and found.doc.get("batch") == batch:
+                try:
+                    self._store._commit([Write(*ref, None, "delete", found.revision)])
+                except Conflict:
+                    pass  # taken again meanwhile: no longer this batch's
+
+    def forget(self, target: str, keys: Iterable[str]) -> None:
+        for key in keys:
+            self._store._commit([Write(LEDGER, self.entry_id(target, key), None, "delete")])
+
+
 class FirestoreLedger(Ledger):
     """``conversion_exports/{keyed hash}``: target, batch, time. ``create`` is the claim."""
 
-    COLLECTION = "conversion_exports"
+    COLLECTION = LEDGER
 
     def __init__(self, pepper: bytes, client: Any) -> None:
         super().__init__(pepper)

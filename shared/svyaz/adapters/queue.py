@@ -15,6 +15,7 @@ import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from svyaz.domain.events import Event
@@ -168,6 +169,7 @@ class LocalQueue(Publisher):
         self.limits = dict(limits or {})
         self.refused = 0  # messages refused because their topic was full
         self.peak: dict[str, int] = {}  # the most messages each topic has held waiting
+        self._reserved: dict[str, int] = {}  # room taken by publishes still being journaled
 
     def topic(self, name: str) -> queue.Queue[Message]:
         with self._lock:
@@ -177,19 +179,33 @@ class LocalQueue(Publisher):
         if self.closed:
             raise QueueUnavailable("the local queue is shutting down")
         q, limit = self.topic(topic), self.limits.get(topic)
-        if all(m.attributes.get("kind") in JOB_KINDS for m in messages):
-            # Follow-up jobs come from the worker itself, a few per applied event: refusing them
-            # would only fail the event they follow; the limit holds what senders may add.
+        # Follow-up jobs come from the worker itself, a few per applied event: refusing them
+        # would only fail the event they follow; the limit holds what senders may add.
+        bounded = not all(m.attributes.get("kind") in JOB_KINDS for m in messages)
+        if bounded:
+            with self._lock:  # all of a request's messages or none of them
+                held = q.qsize() + self._reserved.get(topic, 0)
+                if limit is not None and held + len(messages) > limit:
+                    self.refused += len(messages)
+                    raise QueueUnavailable(f"the local queue holds its limit of {limit} messages")
+                self._reserved[topic] = self._reserved.get(topic, 0) + len(messages)
+        try:
+            self._accept(topic, messages)
+        finally:
+            with self._lock:
+                if bounded:
+                    self._reserved[topic] -= len(messages)
+        with self._lock:
             for message in messages:
                 q.put(message)
-            return
-        with self._lock:  # all of a request's messages or none of them
-            if limit is not None and q.qsize() + len(messages) > limit:
-                self.refused += len(messages)
-                raise QueueUnavailable(f"the local queue holds its limit of {limit} messages")
-            for message in messages:
-                q.put(message)
-            self.peak[topic] = max(self.peak.get(topic, 0), q.qsize())
+            if bounded:
+                self.peak[topic] = max(self.peak.get(topic, 0), q.qsize())
+
+    def _accept(self, topic: str, messages: list[Message]) -> None:
+        """Messages about to be queued, their room reserved (the durable queue journals them)."""
+
+    def ack(self, message: Message) -> None:
+        """The worker is done with a message (applied, rejected as poison, or given up)."""
 
     def drain(self, topic: str) -> list[Message]:
         q, found = self.topic(topic), []
@@ -198,6 +214,97 @@ class LocalQueue(Publisher):
                 found.append(q.get_nowait())
             except queue.Empty:
                 return found
+
+
+class DurableLocalQueue(LocalQueue):
+    """The local queue of ``svyaz serve --data-dir``: a message published to a ``durable`` topic
+    (the events topic) is journaled and synced before ``publish`` returns, so before the sender
+    gets its 202, and acknowledged once the worker is done with it; at start the messages never
+    acknowledged are queued again. A crash or ``kill -9`` loses no accepted event: at least once,
+    as Pub/Sub (one applied just before the crash is delivered again, a duplicate to the store).
+
+    ``<dir>/queue/queue.jsonl``: ``{"put": ...}`` and ``{"ack": id}`` lines; rewritten with only
+    the waiting messages when it passes ``compact_bytes`` (the queue is bounded, so that is small).
+    """
+
+    def __init__(
+        self,
+        directory: str | Path,
+        durable: tuple[str, ...],
+        limits: dict[str, int] | None = None,
+        *,
+        compact_bytes: int = 8 * 1024**2,
+    ) -> None:
+        super().__init__(limits)
+        from svyaz.adapters.datadir import AppendLog, DirectoryLock, read_lines
+
+        self.durable = set(durable)
+        self.compact_bytes = compact_bytes
+        self.path = Path(directory) / "queue"
+        self._dir_lock = DirectoryLock(self.path)
+        self._waiting: dict[str, tuple[str, Message]] = {}  # message id -> topic, message: in order
+        self._swap = threading.Lock()  # the log's appends against its rewrite
+        log_path = self.path / "queue.jsonl"
+        valid = read_lines(log_path, self._replay) if log_path.exists() else None
+        self._log = AppendLog(log_path, valid=valid)
+        for topic, message in self._waiting.values():
+            self.topic(topic).put(message)
+        self.recovered = len(self._waiting)  # accepted before the last stop, not yet applied
+
+    def _replay(self, record: dict[str, Any]) -> None:
+        if "ack" in record:
+            self._waiting.pop(record["ack"], None)
+            return
+        message = Message(
+            base64.b64decode(record["data"]), record["attributes"], record["id"], record.get("key", "")
+        )
+        self._waiting[message.message_id] = (record["put"], message)
+
+    @staticmethod
+    def _put_record(topic: str, message: Message) -> dict[str, Any]:
+        data = base64.b64encode(message.data).decode()
+        put = {"put": topic, "id": message.message_id, "data": data, "attributes": message.attributes}
+        return put | ({"key": message.ordering_key} if message.ordering_key else {})
+
+    def _accept(self, topic: str, messages: list[Message]) -> None:
+        if topic not in self.durable:
+            return
+        with self._swap:
+            journal = self._log
+            try:
+                end = journal.write([self._put_record(topic, m) for m in messages])
+            except OSError as exc:
+                raise QueueUnavailable(f"the data directory refused the event: {type(exc).__name__}") from exc
+            for message in messages:
+                self._waiting[message.message_id] = (topic, message)
+        try:
+            journal.sync_to(end)  # outside the lock: concurrent publishes share an fsync
+        except (OSError, ValueError) as exc:
+            if journal is self._log:  # else rewritten meanwhile, these messages synced with it
+                raise QueueUnavailable(f"the data directory refused the event: {type(exc).__name__}") from exc
+
+    def ack(self, message: Message) -> None:
+        with self._swap:
+            if self._waiting.pop(message.message_id, None) is None:
+                return
+            # Not synced: an acknowledgement a crash loses only delivers the message once more.
+            self._log.write([{"ack": message.message_id}])
+            if self._log.size > self.compact_bytes:
+                self._rewrite()
+
+    def _rewrite(self) -> None:
+        from svyaz.adapters.datadir import AppendLog, write_atomic
+
+        path = self._log.path
+        write_atomic(path, [self._put_record(t, m) for t, m in self._waiting.values()])
+        # A publish may still be syncing the old file: it is left to close when dropped.
+        self._log = AppendLog(path)
+
+    def close(self) -> None:
+        super().close()
+        with self._swap:
+            self._log.close()
+        self._dir_lock.release()
 
 
 class PubSubPublisher(Publisher):

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
 
     env: Literal["development", "production"] = "development"
     store: Literal["memory", "firestore"] = "memory"
+    # The memory store's data directory (svyaz serve --data-dir): the graph, the export ledger
+    # and the accepted events not yet applied survive a restart. Unset: all of it lives in memory.
+    data_dir: str | None = None
     gcp_project: str = "svyaz-local"
     firestore_database: str = "(default)"
     events_topic: str = "svyaz-events"
@@ -194,6 +197,12 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r} (an IANA name, e.g. Europe/Moscow)") from None
         return value
+
+    @model_validator(mode="after")
+    def _data_dir_of_the_memory_store(self) -> Settings:
+        if self.data_dir and self.store != "memory":
+            raise ValueError("SVYAZ_DATA_DIR keeps the memory store's data; Firestore keeps its own")
+        return self
 
     @model_validator(mode="after")
     def _journal_iap_audience(self) -> Settings:

@@ -13,9 +13,10 @@ from collections import OrderedDict
 from datetime import timedelta
 from functools import cached_property
 
-from svyaz.adapters.ledger import FirestoreLedger, Ledger, MemoryLedger
-from svyaz.adapters.queue import LocalQueue, PublishedJobs, Publisher, PubSubPublisher
+from svyaz.adapters.ledger import FirestoreLedger, Ledger, MemoryLedger, StoreLedger
+from svyaz.adapters.queue import DurableLocalQueue, LocalQueue, PublishedJobs, Publisher, PubSubPublisher
 from svyaz.adapters.store.base import Store
+from svyaz.adapters.store.journal import JournaledStore
 from svyaz.adapters.store.memory import MemoryStore
 from svyaz.app.access import SignInLinks
 from svyaz.app.config import Settings
@@ -69,7 +70,10 @@ class Runtime:
         use_pubsub = self.settings.env == "production" or os.environ.get("PUBSUB_EMULATOR_HOST")
         if use_pubsub:
             return PubSubPublisher(self.settings.gcp_project)
-        return LocalQueue({self.settings.events_topic: self.settings.local_queue_limit})
+        limits = {self.settings.events_topic: self.settings.local_queue_limit}
+        if self.settings.data_dir:
+            return DurableLocalQueue(self.settings.data_dir, (self.settings.events_topic,), limits)
+        return LocalQueue(limits)
 
     @cached_property
     def store(self) -> Store:
@@ -81,6 +85,8 @@ class Runtime:
             store = FirestoreStore(
                 settings.pepper_bytes, project=settings.gcp_project, database=settings.firestore_database
             )
+        elif settings.data_dir:
+            store = JournaledStore(settings.pepper_bytes, settings.data_dir)
         else:
             store = MemoryStore(settings.pepper_bytes)
         store.idempotency_ttl = timedelta(days=settings.idempotency_ttl_days)
@@ -93,6 +99,8 @@ class Runtime:
         client = getattr(store, "client", None)
         if client is not None:  # a FirestoreStore
             return FirestoreLedger(self.settings.pepper_bytes, client)
+        if isinstance(store, JournaledStore):  # kept in the data directory with the graph
+            return StoreLedger(self.settings.pepper_bytes, store)
         return MemoryLedger(self.settings.pepper_bytes)
 
     @cached_property

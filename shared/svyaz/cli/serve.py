@@ -80,17 +80,20 @@ def journal_hint(url: str, rt, filled: Mapping[str, str]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     filled = development_defaults()
+    from svyaz.adapters.datadir import DataDirError
     from svyaz.app.config import ConfigError
     from svyaz.app.runtime import build
     from svyaz.dev import client, preflight
     from svyaz.dev.local import LocalService
 
+    chosen = {"data_dir": args.data_dir} if args.data_dir else {}
     try:
-        rt = build(local_settings(filled, store=args.store))
+        rt = build(local_settings(filled, store=args.store, **chosen))
         # Refuse to start rather than accept events that could never be applied.
         preflight.check(rt.settings)
         rt.store  # noqa: B018 - built now: a bad setting stops here, named
-    except (ConfigError, ValueError, preflight.Unavailable) as exc:
+        rt.publisher  # noqa: B018 - idem (and --data-dir's queue re-queues what was accepted)
+    except (ConfigError, ValueError, preflight.Unavailable, DataDirError) as exc:
         print(f"svyaz serve: cannot start: {exc}", file=sys.stderr)
         return 2
     try:
@@ -101,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
     client.announce(service.url, args.store)
     queue = type(rt.publisher).__name__
     print(f"svyaz serving on {service.url}  (store: {args.store}, queue: {queue})")
+    if rt.settings.data_dir:
+        print(data_dir_line(rt))
     for function in registry.FUNCTIONS:
         for prefix in function.paths:
             print(f"  {service.url}{prefix:<24} -> {function.target}")
@@ -123,8 +128,20 @@ def run(args: argparse.Namespace) -> int:
     print("\nstopping: no new requests, applying queued events...", flush=True)
     client.withdraw()
     left = service.stop()
+    rt.store.close()
     print(stop_summary(service.worker, left, getattr(rt.publisher, "refused", 0)), flush=True)
     return 0 if left == 0 and not service.worker.given_up else 1
+
+
+def data_dir_line(rt) -> str:
+    """What a restart found in the data directory (counts only)."""
+    store, queue = rt.store, rt.publisher
+    profiles = sum(1 for doc in store.profiles.values() if doc.get("status") == "active")
+    waiting = getattr(queue, "recovered", 0)
+    return (
+        f"Data directory: {rt.settings.data_dir}  ({profiles} customers, {len(store.identifiers)} "
+        f"identifiers, {len(store.touchpoint_docs)} touches; {waiting} accepted events to apply)"
+    )
 
 
 def _ids(labels: list[str]) -> str:
@@ -162,5 +179,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         choices=["memory", "firestore"],
         default="memory",
         help="memory (default, no cloud) or firestore (the emulator when FIRESTORE_EMULATOR_HOST is set)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="keep the memory store's data and the accepted events in DIR across restarts "
+        "(default: SVYAZ_DATA_DIR, else memory only)",
     )
     parser.set_defaults(run=run)

@@ -185,6 +185,7 @@ class Worker:
             try:
                 self.deliver(message)
                 attempts.pop(message.message_id, None)
+                queue.ack(message)  # applied (or rejected as poison): --data-dir forgets it
             except FoldLater:  # debounced, not failed: due again once the fold interval has passed
                 self._later(topic, message)
             except Exception as exc:  # transient: redeliver later, as Pub/Sub would
@@ -192,6 +193,8 @@ class Worker:
                 if not self._failed(message, n, exc):
                     time.sleep(min(2.0, 0.1 * 2**n))
                     topic.put(message)
+                else:
+                    queue.ack(message)  # given up: listed in the summary, not retried at the next start
             finally:
                 topic.task_done()
             queue.drain(self.rt.settings.profile_updates_topic)  # no downstream consumer locally

@@ -55,6 +55,7 @@ from svyaz.domain.split import SplitRequest, decide_block
 IDENTIFIERS, PROFILES, TOUCHPOINTS, PROCESSED = "identifiers", "profiles", "touchpoints", "processed_events"
 BLOCKLIST, AUDIT, SPLITS, SPLIT_PARTS = "blocklist", "audit", "splits", "split_parts"
 COLLECTIONS = (IDENTIFIERS, PROFILES, TOUCHPOINTS, PROCESSED, BLOCKLIST, AUDIT, SPLITS, SPLIT_PARTS)
+LEDGER = "conversion_exports"  # the export ledger's entries (``adapters.ledger``), next to the store's
 FOLD_SKEW_MS = 50  # clocks of two workers (NTP) may differ this much: a fold skips only when surely later
 FOLD_INTERVAL_MS = 10_000  # a profile document is folded at most about once per interval
 GONE = datetime(1970, 1, 1, tzinfo=UTC)
@@ -226,6 +227,9 @@ class Store(ABC):
     @abstractmethod
     def _scan(self, collection: str) -> Iterator[tuple[str, dict[str, Any]]]:
         """Every document of a collection (audits, invariant checks, benchmarks only)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release what the store holds open (files of a data directory); its data stays."""
 
     # --- refs -------------------------------------------------------------------------------
     def _record_ref(self, identifier: Identifier) -> Ref:

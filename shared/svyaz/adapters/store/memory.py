@@ -27,6 +27,7 @@ from svyaz.adapters.store.base import (
     AUDIT,
     COLLECTIONS,
     IDENTIFIERS,
+    LEDGER,
     PROCESSED,
     PROFILES,
     SPLITS,
@@ -69,7 +70,10 @@ class MemoryStore(Store):
         # Called with a commit's writes once they are checked, its stripes held (tests; a journal).
         self.before_apply: Callable[[list[Write]], None] | None = None
         self.attempts = {"retries": 0, "contention": 0}
-        self.docs: dict[str, dict[str, dict[str, Any]]] = {c: {} for c in COLLECTIONS}
+        self._empty()
+
+    def _empty(self) -> None:
+        self.docs: dict[str, dict[str, dict[str, Any]]] = {c: {} for c in (*COLLECTIONS, LEDGER)}
         self._revisions: dict[Ref, int] = {}
         self._revision = 0
         self._index: dict[str, dict[Any, set[str]]] = {c: {} for c in INDEXED}
@@ -201,6 +205,7 @@ class MemoryStore(Store):
             if not self._unchanged(read):
                 return False
             self._check(writes)
+            self._log(writes)
             if self.before_apply is not None:
                 self.before_apply(writes)
             with self._latch:
@@ -209,6 +214,9 @@ class MemoryStore(Store):
         finally:
             for n in reversed(stripes):
                 self._stripes[n].release()
+
+    def _log(self, writes: list[Write]) -> None:
+        """A checked batch, before it is applied, its stripes held (``journal.JournaledStore``)."""
 
     def _commit(self, writes: list[Write]) -> None:
         self._commit_if({}, writes)
