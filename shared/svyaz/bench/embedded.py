@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import gc
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from svyaz.adapters.queue import ordering_key
 from svyaz.adapters.store.base import IDENTIFIERS, PROCESSED, PROFILES, TOUCHPOINTS
+from svyaz.adapters.store.journal import JournaledStore
 from svyaz.adapters.store.memory import STRIPES, MemoryStore
 from svyaz.app.service import IdentityService
 from svyaz.bench.population import Population, generate_population
@@ -65,9 +67,15 @@ def run_once(
     ack_s: float = 0.0,
     commit_s: float = 0.0,
     stripes: int = STRIPES,
+    data_dir: str | None = None,
 ) -> tuple[dict[str, Any], MemoryStore]:
-    """One replay on a fresh store: throughput, wall and CPU per delivery (jobs included)."""
-    store = MemoryStore(BENCH_PEPPER, stripes=stripes)
+    """One replay on a fresh store (``data_dir``: journaled there, as ``svyaz serve --data-dir``):
+    throughput, wall and CPU per delivery (jobs included)."""
+    store = (
+        JournaledStore(BENCH_PEPPER, data_dir, stripes=stripes)
+        if data_dir
+        else MemoryStore(BENCH_PEPPER, stripes=stripes)
+    )
     if commit_s:
         store.before_apply = lambda _writes: time.sleep(commit_s)
     probe = instrument(store)
@@ -173,12 +181,35 @@ def io_runs(events: list[Event], io_s: float) -> list[dict[str, Any]]:
     return rows
 
 
+def journal_runs(events: list[Event], plain: list[dict[str, Any]]) -> dict[str, Any]:
+    """The same replay on a journaled store (``svyaz serve --data-dir``, a temporary directory on
+    this machine's disk): what the fsync of each commit costs, and how many commits shared one."""
+    runs = []
+    for count in WORKERS:
+        with tempfile.TemporaryDirectory(prefix="svyaz-bench-data-") as folder:
+            result, store = run_once(events, count, data_dir=folder)
+            assert isinstance(store, JournaledStore)
+            journal = store.journal_stats()
+            store.close()
+        deliveries = result["deliveries"]
+        result["commits_per_delivery"] = round(journal["commits"] / deliveries, 2)
+        result["fsyncs_per_delivery"] = round(journal["syncs"] / deliveries, 2)
+        result["journal_bytes_per_delivery"] = round(journal["bytes"] / deliveries)
+        runs.append(result)
+    ratio = {
+        f"{run['workers']}_workers": round(run["deliveries_per_s"] / base["deliveries_per_s"], 3)
+        for run, base in zip(runs, plain, strict=True)
+    }
+    return {"runs": runs, "deliveries_per_s_vs_memory_only": ratio}
+
+
 def scale_report(
     sizes: Iterable[int] = DEFAULT_SCALE,
     *,
     seed: int = 1,
     io_ms: float = 1.0,
     io_customers: int = 300,
+    journal: bool = True,
     log: Callable[[str], None] = lambda _message: None,
 ) -> dict[str, Any]:
     results = []
@@ -200,6 +231,10 @@ def scale_report(
         )
         for size in results
     }
+    if journal:
+        log(f"scale: {smallest['customers']} customers journaled (--data-dir), 1 and 2 workers")
+        population = generate_population(smallest["customers"], seed)
+        report["journal"] = journal_runs(population.events, smallest["runs"])
     per_customer = max(size["memory"]["bytes_per_customer"] for size in results)
     report["customers_in_4_gb"] = int(FREE_BYTES * HEADROOM / per_customer)
     if io_ms:
@@ -239,6 +274,16 @@ def format_scale(report: dict[str, Any]) -> str:
     lines.append(
         f"customers a 4 GB machine holds comfortably (store <= half): {report['customers_in_4_gb']:,}"
     )
+    if "journal" in report:
+        lines += ["", f"journaled (--data-dir), {report['sizes'][0]['customers']:,} customers:"]
+        for run in report["journal"]["runs"]:
+            lines.append(
+                f"  {run['workers']} workers {run['deliveries_per_s']:>8,.0f} deliveries/s"
+                f"  {run['commits_per_delivery']} commits and {run['fsyncs_per_delivery']} fsyncs"
+                f" per delivery, {run['journal_bytes_per_delivery']:,} journal bytes per delivery"
+            )
+        ratio = ", ".join(f"{k} {v}" for k, v in report["journal"]["deliveries_per_s_vs_memory_only"].items())
+        lines.append(f"  deliveries/s journaled / memory only: {ratio}")
     if "io" in report:
         io = report["io"]
         lines += ["", f"with {io['ms']} ms of I/O, {io['customers']} customers:"]

@@ -39,6 +39,19 @@ def test_each_size_is_replayed_with_one_and_two_workers_and_nothing_is_lost(repo
     ]
 
 
+def test_the_journaled_runs_replay_the_smallest_size_and_count_what_the_journal_did(report: dict) -> None:
+    small = report["sizes"][0]["runs"]
+    journaled = report["journal"]["runs"]
+    assert [r["workers"] for r in journaled] == [1, 2]
+    for run, plain in zip(journaled, small, strict=True):
+        assert run["events"] == plain["events"] and run["dead_lettered"] == 0
+        # Commits running at once may share an fsync, never the other way round.
+        assert 0 < run["fsyncs_per_delivery"] <= run["commits_per_delivery"]
+        assert run["journal_bytes_per_delivery"] > 100
+    assert set(report["journal"]["deliveries_per_s_vs_memory_only"]) == {"1_workers", "2_workers"}
+    assert "journaled (--data-dir)" in format_scale(report)
+
+
 def test_bytes_are_counted_by_collection_and_per_stored_document(report: dict) -> None:
     for size in report["sizes"]:
         memory = size["memory"]
