@@ -28,6 +28,19 @@ resource "google_firestore_field" "processed_events_ttl" {
   index_config {}
 }
 
+# What erasure leaves of a touchpoint (a stub without personal data: `erased`, `expire_at`, so a
+# redelivered old event stays a duplicate) expires by itself too, after the same time as the
+# idempotency records (Pub/Sub redelivers for at most 7 days). Only stubs carry expire_at.
+resource "google_firestore_field" "touchpoint_stubs_ttl" {
+  project    = var.project_id
+  database   = google_firestore_database.main.name
+  collection = "touchpoints"
+  field      = "expire_at"
+
+  ttl_config {}
+  index_config {}
+}
+
 # Single-field index exemptions for fields that are never queried: fewer index writes per document
 # (cost, latency) and no index entry limit trouble for free-form maps. An exemption on a map field
 # applies to all its subfields. Queried, so kept: identifiers.profile_id (the identifiers of a

@@ -425,6 +425,17 @@ def test_idempotency_records_expire_by_ttl(infra):
     assert "ttl_config" in only(ttl, "processed_events.expire_at field")
 
 
+def test_erased_touchpoint_stubs_expire_by_ttl(infra):
+    fields = resources(infra, "google_firestore_field")
+    ttl = [
+        body
+        for body in fields.values()
+        if body.get("collection") == "touchpoints" and body.get("field") == "expire_at"
+    ]
+    field = only(ttl, "touchpoints.expire_at field")
+    assert "ttl_config" in field and "index_config" in field  # never queried: no index either
+
+
 def test_never_queried_fields_are_exempt_from_indexing(infra):
     exempt = resources(infra, "google_firestore_field")["unindexed"]
     assert exempt["for_each"] == "${local.firestore_unindexed_fields}"

@@ -1,5 +1,5 @@
 """The embedded store holds up as it grows: indexed like Firestore, no full scans on any event
-path, idempotency records that expire by the same TTL."""
+path, idempotency records and erased touchpoints' stubs that expire by the same TTL."""
 
 from __future__ import annotations
 
@@ -46,6 +46,20 @@ def test_idempotency_records_expire_by_the_ttl(policy):
     service.apply(event({"client_id": "c3"}, traits={"city": "Ufa"}))
     assert store.processed(expired.event_id) is None and store.processed(first.event_id) is not None
     assert len(store.docs["processed_events"]) == 1
+
+
+def test_erased_touchpoint_stubs_expire_by_the_ttl(policy):
+    store = MemoryStore(PEPPER)
+    service = IdentityService(store, policy)
+    kept = service.apply(event({"client_id": "c1"}, event_id="view-1"))
+    store.erase(kept.profile_id)  # its stub expires in 7 days
+    store.idempotency_ttl = timedelta(seconds=-1)  # everything written from now on is expired
+    gone = service.apply(event({"client_id": "c2"}, event_id="view-2"))
+    store.erase(gone.profile_id)
+    service.apply(event({"client_id": "c3"}, event_id="view-3"))  # writes run the expiry
+    stubs = {key for key, doc in store.docs["touchpoints"].items() if doc.get("erased")}
+    assert stubs == {store.keys.event("view-1")}
+    assert store.keys.event("view-3") in store.docs["touchpoints"]  # a live touchpoint never expires
 
 
 @pytest.mark.parametrize("n", [1, 50])

@@ -56,6 +56,8 @@ INDEXED = {
 }
 
 
+# Collections with a TTL policy on ``expire_at`` (Firestore deletes a document once it passed).
+EXPIRING = (PROCESSED, TOUCHPOINTS)
 STRIPES = 256  # commit locks; two events share one only by a hash collision of their documents
 MAX_ATTEMPTS = 100  # a transaction's tries before ``Contention`` (each costs microseconds)
 
@@ -79,7 +81,8 @@ class MemoryStore(Store):
         self._index: dict[str, dict[Any, set[str]]] = {c: {} for c in INDEXED}
         # Touchpoints by type, each list sorted by (timestamp, id): reports read a time range.
         self._by_type: dict[str, list[tuple[datetime, str]]] = {}
-        self._expiry: list[tuple[datetime, str]] = []  # idempotency records by expire_at
+        # Documents with a TTL (idempotency records, erased touchpoints' stubs) by expire_at.
+        self._expiry: list[tuple[datetime, str, str]] = []
 
     # Back-compatible names for the collections (bench, audits).
     @property
@@ -118,8 +121,8 @@ class MemoryStore(Store):
             self._index[collection].setdefault(value, set()).add(key)
         if collection == TOUCHPOINTS and "type" in doc:
             bisect.insort(self._by_type.setdefault(doc["type"], []), (doc["timestamp"], key))
-        if collection == PROCESSED:
-            heapq.heappush(self._expiry, (doc["expire_at"], key))
+        if collection in EXPIRING and doc.get("expire_at") is not None:
+            heapq.heappush(self._expiry, (doc["expire_at"], collection, key))
 
     def _unindex(self, collection: str, key: str, doc: dict[str, Any]) -> None:
         for value in self._indexed_values(collection, doc):
@@ -134,12 +137,12 @@ class MemoryStore(Store):
                 del entries[at]
 
     def _expire(self, now: datetime) -> None:
-        """Idempotency records expire by the same TTL as on Firestore."""
+        """Documents expire by the same TTL policies as on Firestore (``infra/firestore.tf``)."""
         while self._expiry and self._expiry[0][0] <= now:
-            at, key = heapq.heappop(self._expiry)
-            doc = self.docs[PROCESSED].get(key)
-            if doc is not None and doc["expire_at"] <= now:
-                self._put(PROCESSED, key, None)
+            _, collection, key = heapq.heappop(self._expiry)
+            doc = self.docs[collection].get(key)
+            if doc is not None and doc.get("expire_at") is not None and doc["expire_at"] <= now:
+                self._put(collection, key, None)
 
     def _read(self, refs: list[Ref], fields: list[str] | None = None) -> dict[Ref, dict[str, Any]]:
         found = {}
@@ -244,7 +247,7 @@ class MemoryStore(Store):
                 self._put(
                     write.collection, write.key, None if write.op == "delete" else dict(write.doc or {})
                 )
-        if writes and writes[-1].collection == PROCESSED:
+        if self._expiry and any(w.collection in EXPIRING for w in writes):
             self._expire(datetime.now(UTC))
 
     def _found(self, collection: str, keys: set[str] | list[str]) -> list[Found]:
