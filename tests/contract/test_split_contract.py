@@ -118,3 +118,19 @@ def test_explain_shows_the_event_that_carried_the_phone_with_both_customers_ids(
     after = explain(service.store, service.store.resolve(merged))
     assert [s["request_id"] is not None for s in after["splits"]] == [True]
     assert [b["reason"] for b in after["blocks"]] == ["shared family phone"]
+
+
+def test_explain_names_the_order_that_brought_an_identifier(service):
+    # An order's touchpoint is keyed by its order id: the explanation still finds its event.
+    service.apply(event({"client_id": "c-1"}, event_id="visit"))
+    order = {"order_id": "S-1", "amount": 100}
+    service.apply(
+        event({"client_id": "c-1", "phone": "+79161112233"}, event_id="buy", type="order", properties=order)
+    )
+    profile = service.store.resolve(service.store.lookup(Identifier("client_id", "c-1")).profile_id)
+
+    by_value = {i["value"]: i for i in explain(service.store, profile)["identifiers"]}
+
+    linked_by = by_value["+79161112233"]["linked_by"]
+    assert (linked_by["event_id"], linked_by["type"]) == ("buy", "order")
+    assert by_value["+79161112233"]["linked_through"] == {"kind": "client_id", "value": "c-1"}

@@ -409,3 +409,16 @@ def test_a_split_request_page_of_no_request_is_not_found(rt, web):
     sign_in(web)
     assert web.get("/journal/splits/" + "0" * 32, base_url=HTTPS).status_code == 404
     assert web.get("/journal/splits/..%2f", base_url=HTTPS).status_code == 404
+
+
+def test_an_identifier_an_order_brought_names_that_order(rt, web):
+    """Vasily's phone, email and loyalty card came with his order: an order's touchpoint is
+    keyed by its order id, not its event id, and the card must still find it (it said "event
+    deleted")."""
+    sign_in(web)
+    vasily = rt.store.lookup(Identifier("phone", "+79091234567")).profile_id
+    page = text(web.get(f"/journal/customers/{vasily}", base_url=HTTPS))
+    order = "связан событием Сделка, сайт, 02.11.2026 13:28:48 через ID пользователя crm-10442"
+    assert f"Телефон +7 909 123-45-67 — {order}" in page
+    assert f"Карта лояльности 7700123456 — {order}" in page
+    assert "событие удалено" not in page

@@ -20,7 +20,14 @@ def explain(store: Store, profile: Profile) -> dict[str, Any]:
     ids = family(profile)
     records = store.records_of(ids)
     audit = store.audit(ids)
-    events = store.touchpoints_by_event(evidence_events(records, audit))
+    wanted = evidence_events(records, audit)
+    events = store.touchpoints_by_event(wanted)
+    if missing := set(wanted) - set(events):
+        # An order's touchpoint is keyed by its order id, not its event id: the family's orders
+        # (one query, only when some evidence was not found by event id).
+        for order in store.family_touchpoints(ids, type_="order"):
+            if order.event_id in missing:
+                events[order.event_id] = order
     return explanation(profile, records, events, audit)
 
 
