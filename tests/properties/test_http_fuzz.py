@@ -25,6 +25,7 @@ CI runs a fixed, derandomized set of examples; run it long by hand with
 from __future__ import annotations
 
 import base64
+import copy
 import itertools
 import json
 import os
@@ -171,7 +172,8 @@ SCALARS = (
     | TEXT
     | SPECIAL
 )
-JSON_VALUES = st.recursive(
+JSON_VALUES = st.deferred(lambda: _JSON_VALUES.map(copy.deepcopy))  # SPECIAL's dicts and lists are shared
+_JSON_VALUES = st.recursive(
     SCALARS,
     lambda children: (
         st.lists(children, max_size=4)
@@ -202,7 +204,7 @@ def _paths(value: Any, prefix: tuple = (), depth: int = 0) -> list[tuple]:
 @st.composite
 def mutated_json(draw: st.DrawFn, seed: Any) -> Any:
     """The seed with a few of its values replaced, removed, or keys added."""
-    value = json.loads(json.dumps(seed))
+    value = copy.deepcopy(seed)
     for _ in range(draw(st.integers(1, 3))):
         path = draw(st.sampled_from(_paths(value)))
         if not path:

@@ -12,6 +12,7 @@ from svyaz.app import runtime
 from svyaz.entrypoints.http import openapi_document
 from svyaz.entrypoints.registry import FUNCTIONS
 from tests.conftest import PEPPER
+from tests.helpers import event
 from tests.http_space import SETTINGS, auth_headers, call, example_value, operations, spec
 from tests.pipeline_support import client, install
 
@@ -48,3 +49,20 @@ def test_every_described_operation_is_answered_by_the_code(rt, operation):
     if answer.status_code == 404 and answer.is_json:
         assert not answer.json["reason"].startswith("unknown path"), f"{operation} is not routed"
     assert answer.status_code in operation.statuses, (answer.status_code, answer.data[:200])
+
+
+@pytest.mark.parametrize("template", sorted({o.template for o in operations()}))
+def test_no_method_the_code_takes_is_left_out(rt, template):
+    """A method openapi.json does not list for a path is one the code refuses (405, or 404 for a
+    path it serves under another method only): the description leaves out nothing a sender can
+    use (POST /profiles/<id>/explain once was)."""
+    described = [o for o in operations() if o.template == template]
+    operation = described[0]
+    outcome = rt.service.apply(event({"client_id": "visitor-1"}))  # a profile the paths can name
+    values = {name: example_value(operation, name) for name in operation.params}
+    path = operation.path(values | {"profile_id": outcome.profile_id})
+    for method in ("get", "post", "delete", "put", "patch"):
+        if method in {o.method for o in described}:
+            continue
+        answer = call(operation, path, method, b"{}", auth_headers(operation, b"{}"))
+        assert answer.status_code in (404, 405), (method, answer.status_code, answer.data[:200])
