@@ -122,6 +122,9 @@ def measured(rt, request) -> tuple[int, Any]:
         for name in ("batch_get_documents", "run_query", "run_aggregation_query"):
             delattr(api, name)  # back to the class's method
     assert answer.status_code in (200, 303), answer.get_data(as_text=True)[:500]
+    shown = re.search(r'<span id="reads">(\d+)</span>', answer.get_data(as_text=True))
+    if shown:  # the list's footer says what its page cost: what Firestore billed
+        assert int(shown[1]) == counter.reads
     return counter.reads, answer
 
 
@@ -135,6 +138,7 @@ def pages(rt, web) -> dict[str, int]:
     after = re.search(r'href="(/journal/\?after=[^"]+)"', first.get_data(as_text=True))[1].replace(
         "&amp;", "&"
     )
+    assert 'id="reads"' in first.get_data(as_text=True)  # the footer was compared
     reads["the next page of the list"], _ = measured(rt, get(after))
     reads["the list filtered (source=vk, with orders)"], _ = measured(rt, get("/journal/?source=vk&orders=1"))
     reads["the list of a period (from, to)"], _ = measured(rt, get("/journal/?from=2026-11-01&to=2026-11-10"))

@@ -508,7 +508,6 @@ def _card(visit: Visit, profile_id: str) -> flask.Response:
         )
     return visit.page(
         "card.html",
-        reads=directory.reads if _counts_reads(visit.rt) else None,
         card=card(profile, visit.locale, before_order),
         touches=[touch_view(t, max(total - skip - i, 1), visit.locale) for i, t in enumerate(shown)],
         older_url=older_url,

@@ -123,11 +123,13 @@ class FirestoreDirectory(CustomerDirectory):
         return [self._listed(p) for p in profiles] if identifiers else profiles
 
     def _listed(self, profile: Profile) -> Profile:
-        """The profile with its identifiers: the document holds counts, the records say which
-        (one query for the family's tombstones and one for the records)."""
+        """The profile with its identifiers: the document holds counts, the records say which.
+        Reads: the family's tombstones, one query a level (each tombstone found, and the last
+        level's empty answer: the family's size), then one per identifier record (at least one)."""
         if profile.status == "active":
-            self.store.with_identifiers(profile)
-            self.reads += 2
+            family = self.store.with_identifiers(profile)
+            held = sum(len(values) for values in profile.identifiers.values())
+            self.reads += len(family) + max(1, held)
         return profile
 
     def customers(self, filters: CustomerFilter, limit: int, after: Cursor | None = None) -> CustomerPage:
@@ -149,9 +151,10 @@ class FirestoreDirectory(CustomerDirectory):
             self.reads += 1
             if snapshot.exists:
                 query = query.start_after(snapshot)
-        page = self._stream(query.limit(limit + 1))
+        # One more than a page, to know there is a next one; identifiers only for those shown.
+        page = self._stream(query.limit(limit + 1), identifiers=False)
         more = len(page) > limit
-        page = page[:limit]
+        page = [self._listed(p) for p in page[:limit]]
         return CustomerPage(page, Cursor(to_ms(page[-1].last_seen), page[-1].profile_id) if more else None)
 
     def touches_before(self, profile_ids: list[str], at: datetime) -> int:
