@@ -8,11 +8,13 @@ from typing import Any
 
 import pytest
 
-from svyaz.adapters.store.base import Store, StoreError
+from svyaz.adapters.store.base import Later, Store, StoreError
 from svyaz.app.service import IdentityService, PendingJobs
+from svyaz.app.splits import Splitter, new_request
 from svyaz.domain.merge import MAX_HOPS, ChainTooLong
 from svyaz.domain.model import Identifier
 from tests.helpers import check_invariants, event
+from tests.split_support import PHONE, merge_by_shared_phone
 
 
 class Interleaved:
@@ -56,21 +58,46 @@ def owner_of_touchpoint(store: Store, profile_ids: list[str], event_id: str) -> 
     return [t.profile_id for t in store.touchpoints(profile_ids, 50) if t.event_id == event_id]
 
 
-def test_a_page_view_racing_a_merge_lands_on_the_survivor_never_on_the_tombstone(store, policy):
-    service = IdentityService(store, policy)
+@pytest.fixture
+def slow(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fast path's clock: every reading 11 s after the previous one, so its read round and
+    commit take longer than the grace period and it checks its owner after its write."""
+    ticks = iter(range(0, 10**6, 11))
+    monkeypatch.setattr(IdentityService, "clock", staticmethod(lambda: float(next(ticks))))
+
+
+def test_a_page_view_racing_a_merge_stays_with_the_survivor(store, policy):
+    # Its read saw the record of c1 still on the newer profile: the view is ordered before the
+    # merge, written on the profile merged away (a tombstone of the survivor's family, like
+    # every touchpoint that profile had), and counted by the survivor.
+    jobs = PendingJobs()
+    service = IdentityService(store, policy, jobs=jobs)
     older, newer = two_profiles(service)
     merge = event({"client_id": ["c1", "old"]}, minutes=5)
-    racing = IdentityService(Interleaved(store, create_touchpoint=lambda: service.apply(merge)), policy)
+    racing = IdentityService(
+        Interleaved(store, create_touchpoint=lambda: service.apply(merge)), policy, jobs=jobs
+    )
     view = event({"client_id": "c1"}, minutes=6, context={"source": "vk", "medium": "social"})
     outcome = racing.apply(view)
-    assert outcome.profile_id == older  # not the tombstone
-    assert owner_of_touchpoint(store, [older, newer], view.event_id) == [older]
+    assert racing.stats["fast_path"] == 1 and "profile_state" not in racing.store.calls
+    assert store.resolve(outcome.profile_id).profile_id == older
+    jobs.run_all(service)  # the merge's repoint, the folds
     assert store.get_profile(newer).status == "merged"
-    assert store.lookup(Identifier("client_id", "c1")).counters["events"] == 4
+    assert view.event_id in owner_of_touchpoint_in_family(store, older)
+    survivor = store.lookup(Identifier("client_id", "c1"))
+    assert survivor.profile_id == older and survivor.counters["events"] == 4
+    assert survivor.last_touch.attribution == {"source": "vk", "medium": "social"}
+    assert store.get_profile(older).counters["events"] == 4  # folded onto the document too
     check_invariants(store, policy)
 
 
-def test_a_page_view_merged_away_after_its_write_is_withdrawn_and_applied_to_the_survivor(store, policy):
+def owner_of_touchpoint_in_family(store: Store, profile_id: str) -> set[str]:
+    return {t.event_id for t in store.touchpoints(store.family(profile_id), 500)}
+
+
+def test_a_slow_page_view_merged_away_after_its_write_is_withdrawn_and_applied_to_the_survivor(
+    store, policy, slow
+):
     service = IdentityService(store, policy)
     older, newer = two_profiles(service)
     merge = event({"client_id": ["c1", "old"]}, minutes=5)
@@ -81,29 +108,63 @@ def test_a_page_view_merged_away_after_its_write_is_withdrawn_and_applied_to_the
     assert racing.stats["fast_path_fallbacks"] == 1
 
 
-@pytest.mark.parametrize("step", ["create_touchpoint", "profile_state"])
-def test_a_page_view_racing_an_erasure_leaves_nothing_of_the_erased_customer(store, policy, step):
-    service = IdentityService(store, policy)
+def test_a_page_view_racing_an_erasure_leaves_nothing_of_the_erased_customer(store, policy):
+    # The view read c1's record before the erasure deleted it: ordered before the erasure, it is
+    # erased with the customer by the final sweep, due a grace period after the records went.
+    jobs = PendingJobs()
+    service = IdentityService(store, policy, jobs=jobs)
     first = service.apply(
         event({"client_id": "c1", "phone": "+79091234567"}, traits={"first_name": "Ekaterina"})
     )
     erased = first.profile_id
-    racing = IdentityService(Interleaved(store, **{step: lambda: store.erase(erased)}), policy)
+    jobs.run_all(service)
+    racing = IdentityService(
+        Interleaved(store, create_touchpoint=lambda: service.erase(erased)), policy, jobs=jobs
+    )
+    view = event({"client_id": "c1"}, minutes=1, context={"page_url": "https://shop.example/secret"})
+    racing.apply(view)
+    assert [j.kind for j in jobs.jobs] == ["sweep", "fold"]
+    jobs.run_all(service)
+    assert store.touchpoints([erased], 50) == [] and store.touchpoints_by_event([view.event_id]) == {}
+    assert store.lookup(Identifier("client_id", "c1")) is None
+    assert store.lookup(Identifier("phone", "+79091234567")) is None
+    assert service.apply(view).duplicate  # redelivered: nothing of it comes back
+    assert store.lookup(Identifier("client_id", "c1")) is None
+    later = service.apply(event({"client_id": "c1"}, minutes=2))  # a new visit: a new customer
+    fresh = store.lookup(Identifier("client_id", "c1"))
+    assert fresh.profile_id == later.profile_id != erased and fresh.traits == {}
+    assert fresh.counters["events"] == 1
+    check_invariants(store, policy)
+
+
+def test_the_final_sweep_waits_out_the_grace_period(store, policy):
+    jobs = PendingJobs()
+    service = IdentityService(store, policy, jobs=jobs)
+    erased = service.apply(event({"client_id": "c1"})).profile_id
+    jobs.jobs.clear()
+    service.erase(erased)
+    [sweep] = jobs.jobs
+    with pytest.raises(Later):
+        service.run_job(sweep)  # as the queue delivers it: due a grace period after the records
+    service.run_job(sweep, debounce=False)
+    service.run_job(sweep)  # a redelivery after it finished: nothing left to do
+    assert store.get_profile(erased).status == "erased"
+
+
+def test_a_slow_page_view_racing_an_erasure_starts_a_new_customer(store, policy, slow):
+    service = IdentityService(store, policy)
+    erased = service.apply(event({"client_id": "c1", "phone": "+79091234567"})).profile_id
+    racing = IdentityService(Interleaved(store, profile_state=lambda: service.erase(erased)), policy)
     view = event({"client_id": "c1"}, minutes=1, context={"page_url": "https://shop.example/secret"})
     outcome = racing.apply(view)
-    # The event came after the erasure: a new profile with only its own data.
-    assert outcome.profile_id != erased
-    assert store.touchpoints([erased], 50) == []
+    assert outcome.profile_id != erased and store.touchpoints([erased], 50) == []
     fresh = store.lookup(Identifier("client_id", "c1"))
-    assert fresh.profile_id == outcome.profile_id and fresh.all_identifiers() == [
-        Identifier("client_id", "c1")
-    ]
-    assert fresh.traits == {} and fresh.counters["events"] == 1
+    assert fresh.profile_id == outcome.profile_id and fresh.counters["events"] == 1
     assert store.lookup(Identifier("phone", "+79091234567")) is None
     check_invariants(store, policy)
 
 
-def test_a_worker_dying_between_its_write_and_its_check_leaves_nothing_after_an_erasure(store, policy):
+def test_a_worker_dying_between_its_write_and_its_check_leaves_nothing_after_an_erasure(store, policy, slow):
     service = IdentityService(store, policy)
     erased = service.apply(event({"client_id": "c1"})).profile_id
     view = event({"client_id": "c1"}, minutes=1, context={"page_url": "https://shop.example/secret"})
@@ -116,6 +177,64 @@ def test_a_worker_dying_between_its_write_and_its_check_leaves_nothing_after_an_
     assert again.duplicate
     assert store.touchpoints([erased], 50) == []
     assert all(r.profile_id != erased for r in store.iter_records())
+
+
+ORDER = {"order_id": "A-1", "amount": 1500, "status": "paid"}
+
+
+@pytest.mark.parametrize("race", [False, True])
+def test_a_late_touch_before_an_existing_order_is_credited(store, policy, race):
+    # A page view with UTM from before the order arrives after it (or while the order's own
+    # credit runs): the fast path does not read the order; the view's fold credits it.
+    service = IdentityService(store, policy)
+    service.apply(event({"client_id": "c1", "email": "i@x.ru"}, type="lead", minutes=0))
+    order = event({"email": "i@x.ru"}, type="order", channel="crm", minutes=30, properties=ORDER)
+    view = event({"client_id": "c1"}, minutes=10, context={"source": "vk", "medium": "social"})
+    if race:  # the order and its credit job run between the view's read and its write
+        IdentityService(Interleaved(store, create_touchpoint=lambda: service.apply(order)), policy).apply(
+            view
+        )
+    else:
+        service.apply(order)
+        service.apply(view)
+    [credited] = [
+        t
+        for t in store.touchpoints([service.store.lookup(Identifier("client_id", "c1")).profile_id], 50)
+        if t.type == "order"
+    ]
+    assert credited.credit == {
+        "first_touch": {"source": "vk", "medium": "social"},
+        "last_touch": {"source": "vk", "medium": "social"},
+    }
+
+
+def test_a_page_view_racing_a_split_goes_to_the_customer_its_cookie_belongs_to(service, policy):
+    # The view read cookie-boris's record while it still pointed at the merged profile and wrote
+    # after the split read its evidence: the split's settling pass gives it to Boris.
+    merged = merge_by_shared_phone(service)
+    store = service.store
+    request = new_request(merged, PHONE, "shared family phone")
+    store.create_split(request)
+
+    def split_meanwhile() -> None:
+        with pytest.raises(Later):  # everything but the settling pass, not due yet
+            while Splitter(store, policy, wait=True).run(request.request_id) is None:
+                pass
+
+    racing = IdentityService(Interleaved(store, create_touchpoint=split_meanwhile), policy)
+    view = event({"client_id": "cookie-boris"}, minutes=20, context={"source": "vk", "medium": "cpc"})
+    racing.apply(view)
+    assert owner_of_touchpoint(store, [merged], view.event_id) == [merged]  # where it read
+    done = Splitter(store, policy).run(request.request_id)  # the queue's redelivery, once due
+    assert done.state == "done" and not done.settle_ms
+    boris = store.lookup(Identifier("email", "boris@mail.ru"))
+    assert boris.profile_id != merged
+    assert owner_of_touchpoint(store, [boris.profile_id, merged], view.event_id) == [boris.profile_id]
+    assert (
+        boris.counters["events"] == 5
+        and store.lookup(Identifier("email", "anna@mail.ru")).counters["events"] == 4
+    )
+    check_invariants(store, policy)
 
 
 def build_chain(service: IdentityService, length: int) -> list[str]:
@@ -135,8 +254,9 @@ def test_identifiers_far_from_their_survivor_always_resolve(store, policy):
     # Before the follow-up jobs ran: a read says it cannot resolve, never "unknown".
     with pytest.raises(ChainTooLong):
         store.lookup(Identifier("client_id", "c0"))
-    with pytest.raises(ChainTooLong):
-        service.apply(event({"client_id": "c0"}, minutes=500))
+    # The fast path writes on the record's profile, a tombstone of the family (not "unknown").
+    early = service.apply(event({"client_id": "c0"}, minutes=500))
+    assert early.status == "unchanged" and early.profile_id in ids[:-1]
     with pytest.raises(ChainTooLong):
         store.erase(ids[0])
     assert {j.kind for j in jobs.jobs} == {"repoint", "fold"}
@@ -144,7 +264,8 @@ def test_identifiers_far_from_their_survivor_always_resolve(store, policy):
     assert store.lookup(Identifier("client_id", "c0")).profile_id == ids[-1]
     assert store.get_record(Identifier("client_id", "c0")).profile_id == ids[-1]
     assert all(store.get_profile(pid).merged_into == ids[-1] for pid in ids[:-1])  # chains shortened
-    outcome = service.apply(event({"client_id": "c0"}, minutes=500))
+    assert early.event_id in owner_of_touchpoint_in_family(store, ids[-1])  # the customer's
+    outcome = service.apply(event({"client_id": "c0"}, minutes=501))
     assert outcome.profile_id == ids[-1] and outcome.status == "unchanged"
     report = store.erase(ids[0])  # an id far back in the chain reaches the customer
     assert report is not None and len(report.profile_ids) == length + 1 and report.identifiers == length + 1

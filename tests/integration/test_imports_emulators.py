@@ -12,7 +12,7 @@ import pytest
 from google.cloud import pubsub_v1
 
 from svyaz.adapters.queue import Message, PubSubPublisher, ensure_topics
-from svyaz.adapters.store.base import FoldLater
+from svyaz.adapters.store.base import Later
 from svyaz.app import runtime
 from svyaz.app.config import Settings
 from svyaz.app.reports import attribution
@@ -63,7 +63,7 @@ def test_queue_mode_through_pubsub_into_firestore(s3, s3_endpoint, firestore_emu
         for job in jobs:
             try:
                 apply_message(job, rt)
-            except FoldLater:  # debounced: Pub/Sub redelivers it later; reads fold the family already
+            except Later:  # debounced: Pub/Sub redelivers it later; reads fold the family already
                 assert job.attributes["kind"] == "fold"
 
         katya = rt.store.lookup(Identifier("phone", "+79091234567"))

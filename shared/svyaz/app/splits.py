@@ -13,7 +13,10 @@ in ``splits/{request id}``:
 3. **move**: one transaction per chunk (records re-pointed with their re-derived evidence,
    touchpoints re-pointed and orders re-credited); the cursor is part of the transaction.
 4. **finish** (one transaction): the kept profile's recomputed document, every resulting profile
-   open to events again, the audit entries; then ``profile-updates`` hears of each profile.
+   open to events again, the audit entries.
+5. **settle**, a grace period later (``FAST_GRACE_MS``): fast-path page views that read a record
+   before it moved and wrote after the evidence was read go to the profile their identifiers
+   resolve to; then ``profile-updates`` hears of each profile.
 
 When the budget runs out between chunks, ``run`` returns ``None`` and the caller queues the
 request again: a 10,000-identifier, 50,000-touchpoint profile is ~150 chunks over a few
@@ -28,8 +31,8 @@ import uuid
 from datetime import UTC, datetime
 
 from svyaz.adapters.queue import Publisher, split_message
-from svyaz.adapters.store.base import Store
-from svyaz.domain.model import AuditEntry, Identifier
+from svyaz.adapters.store.base import CLOCK_MARGIN_MS, FAST_GRACE_MS, Later, Store
+from svyaz.domain.model import AuditEntry, Identifier, to_ms
 from svyaz.domain.split import SplitRequest, plan_parts, repartition, split_profile_id, summary
 from svyaz.identity.policy import Policy
 
@@ -53,10 +56,14 @@ def queue_split(
 
 
 class Splitter:
-    def __init__(self, store: Store, policy: Policy, clock=time.monotonic) -> None:
+    """``wait``: raise ``Later`` while the settling pass is not due (the queue redelivers the
+    request); without it the pass runs at once (callers with no fast-path write in flight)."""
+
+    def __init__(self, store: Store, policy: Policy, clock=time.monotonic, wait: bool = False) -> None:
         self.store = store
         self.policy = policy
         self.clock = clock
+        self.wait = wait
 
     def run(self, request_id: str, budget_seconds: float = 300.0) -> SplitRequest | None:
         """Carry the request as far as the budget allows: the finished (or failed) request, or
@@ -78,16 +85,46 @@ class Splitter:
         if request.state == "moving":
             request = self.store.finish_split(request_id, self._audit(request))
             log.info("profile split", extra={"svyaz": {"request_id": request_id, **request.result}})
+        if request.state == "done" and request.settle_ms:
+            request = self._settle(request)
         if request.state == "done":  # the profile documents' aggregates, from the moved evidence
             for profile_id in request.result.get("profile_ids", [request.profile_id]):
                 self.store.fold(profile_id)
         return request
+
+    def _settle(self, request: SplitRequest) -> SplitRequest:
+        """5. *settle*: a fast-path page view that read a record of the family before the split
+        moved it, and wrote after the evidence was read, sits on the profile it read. Due a grace
+        period after the last record moved (``FAST_GRACE_MS``), this pass gives each such write
+        to the profile all its identifiers resolve to now, and credits the orders again."""
+        now = to_ms(datetime.now(UTC))
+        if self.wait and now < request.settle_ms:
+            raise Later(f"split settles in {request.settle_ms - now} ms")
+        since = request.planned_ms - FAST_GRACE_MS - CLOCK_MARGIN_MS
+        late = self.store.late_touchpoints(request.family, since)
+        links = [i for _, t in late for i in t.identifiers if self.policy.kind(i.kind).links]
+        owners = self.store.owners(sorted(set(links)))
+        current = {pid: self.store.active_profile(pid) for pid in {t.profile_id for _, t in late}}
+        moves: dict[str, str] = {}
+        for key, touchpoint in late:
+            now_owners = {owners[i] for i in touchpoint.identifiers if owners.get(i)}
+            target = now_owners.pop() if len(now_owners) == 1 else None
+            held = current.get(touchpoint.profile_id)
+            if target is not None and (held is None or held.profile_id != target):
+                moves[key] = target
+        if moves:
+            self.store.move_touchpoints(moves)
+            for profile_id in sorted(set(moves.values()) | {request.profile_id}):
+                self.store.credit_orders(profile_id, self.policy.attribution_lookback_days)
+            log.info("split settled late writes", extra={"svyaz": {"request_id": request.request_id}})
+        return self.store.settled(request.request_id)
 
     def _plan(self, request: SplitRequest) -> SplitRequest:
         # The stored document only: the evidence below is read once, not also for a read model.
         profile = self.store.active_profile(request.profile_id)
         assert profile is not None and profile.splitting == request.request_id
         profile.merged_from = list(request.family[1:])
+        planned_ms = to_ms(datetime.now(UTC))  # before the evidence is read
         evidence = list(self.store.touchpoints_of(request.family))
         owned = {r.identifier: r for r in self.store.records_of(request.family)}
         blocked = {entry.identifier for entry in self.store.blocklist()}
@@ -104,6 +141,7 @@ class Splitter:
         for created in profiles[1:]:
             created.splitting = request.request_id
         request.parts, request.cursor, request.version = len(parts), 0, profile.version
+        request.planned_ms = planned_ms
         request.result = summary(partition)
         return self.store.save_split_plan(request, parts, profiles, partition.tombstones)
 

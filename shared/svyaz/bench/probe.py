@@ -155,8 +155,8 @@ class ProbeStore:
             trace.path = DUPLICATE
         return snapshot
 
-    def create_touchpoint(self, touchpoint: Touchpoint) -> None:
-        self.inner.create_touchpoint(touchpoint)
+    def create_touchpoint(self, touchpoint: Touchpoint, written_ms: int = 0) -> None:
+        self.inner.create_touchpoint(touchpoint, written_ms)
         trace = self.trace
         trace.path, trace.writes, trace.fast_touchpoint = FAST, 1, touchpoint
 

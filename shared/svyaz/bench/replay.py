@@ -29,7 +29,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from svyaz.adapters.store.base import Contention, FoldLater
+from svyaz.adapters.store.base import Contention, Later
 from svyaz.app.service import IdentityService
 from svyaz.bench.probe import FAST, ProbeStore, Trace
 from svyaz.bench.raw import RawBackend, RawGaveUp
@@ -329,7 +329,7 @@ class _Apply:
             return self.service.apply(delivery.event)
         try:
             self.service.run_job(delivery.job)
-        except FoldLater:  # Pub/Sub would retry it after its backoff: after the replay
+        except Later:  # Pub/Sub would retry it after its backoff: after the replay
             with self._lock:
                 self.deferred.append(delivery)
         return None

@@ -27,7 +27,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _erase_here(rt, args: argparse.Namespace) -> int:
-    """Directly on the store: the erasure ``process_event`` would run, now."""
+    """Directly on the store: the erasure ``process_event`` would run, now (and its final
+    sweep, once due)."""
+    import time
+
+    from svyaz.adapters.store.base import Later
     from svyaz.domain.model import Identifier
     from svyaz.identity.normalize import Rejected, normalize
 
@@ -43,6 +47,12 @@ def _erase_here(rt, args: argparse.Namespace) -> int:
         print("svyaz erase: no such profile", file=sys.stderr)
         return 1
     report = rt.store.erase(profile.profile_id)
+    while report is not None:  # a running service's write in flight lands within the grace period
+        try:
+            rt.store.sweep(report.root_id, final=True)
+            break
+        except Later:
+            time.sleep(1.0)
     identifiers, touchpoints = (report.identifiers, report.touchpoints) if report else (0, 0)
     print(f"erased profile {profile.profile_id}: {identifiers} identifier records, {touchpoints} touchpoints")
     return 0

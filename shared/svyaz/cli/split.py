@@ -90,6 +90,9 @@ def run_explain(args: argparse.Namespace) -> int:
 
 def _split_here(rt: Any, args: argparse.Namespace, kind: str, value: str) -> dict[str, Any]:
     """Directly on the store: the split ``process_event`` would run, now, to the end."""
+    import time
+
+    from svyaz.adapters.store.base import Later
     from svyaz.app.splits import Splitter, new_request
     from svyaz.cli.target import CommandError
 
@@ -99,10 +102,13 @@ def _split_here(rt: Any, args: argparse.Namespace, kind: str, value: str) -> dic
         raise CommandError("no such profile")
     request = new_request(profile.profile_id, identifier, args.reason)
     rt.store.create_split(request)
-    splitter = Splitter(rt.store, rt.policy)
-    while (done := splitter.run(request.request_id)) is None:
-        pass
-    return done.view()
+    splitter = Splitter(rt.store, rt.policy, wait=True)  # a running service may write meanwhile
+    while True:
+        try:
+            if (done := splitter.run(request.request_id)) is not None:
+                return done.view()
+        except Later:  # settling late page views: due a grace period after the records moved
+            time.sleep(1.0)
 
 
 def _split_on_service(client: Any, args: argparse.Namespace, kind: str, value: str) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from svyaz.adapters.queue import (
     cloud_event_for,
     ensure_topics,
 )
-from svyaz.adapters.store.base import FOLD_INTERVAL_MS, FoldLater
+from svyaz.adapters.store.base import FOLD_INTERVAL_MS, Later
 from svyaz.app import runtime as runtime_module
 from svyaz.entrypoints import registry
 
@@ -186,7 +186,7 @@ class Worker:
                 self.deliver(message)
                 attempts.pop(message.message_id, None)
                 queue.ack(message)  # applied (or rejected as poison): --data-dir forgets it
-            except FoldLater:  # debounced, not failed: due again once the fold interval has passed
+            except Later:  # debounced, not failed: due again once the fold interval has passed
                 self._later(topic, message)
             except Exception as exc:  # transient: redeliver later, as Pub/Sub would
                 n = attempts[message.message_id] = attempts.get(message.message_id, 0) + 1
@@ -220,7 +220,7 @@ class Worker:
             try:
                 self.deliver(message)
                 received.ack()
-            except FoldLater:  # debounced, not failed: redelivered once the fold interval has passed
+            except Later:  # debounced, not failed: redelivered once the fold interval has passed
                 received.modify_ack_deadline(FOLD_RETRY_SECONDS)
             except Exception as exc:
                 # The local subscription has no dead-letter policy: give up here, as GCP's would.

@@ -286,6 +286,8 @@ class SplitRequest:
     cursor: int = 0  # chunks applied
     result: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    planned_ms: int = 0  # wall clock when the evidence was read
+    settle_ms: int = 0  # when the pass placing late fast-path writes is due (0: none pending)
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -300,6 +302,8 @@ class SplitRequest:
             "cursor": self.cursor,
             "result": copy.deepcopy(self.result),
             "error": self.error,
+            "planned_ms": self.planned_ms,
+            "settle_ms": self.settle_ms,
         }
 
     @classmethod
@@ -317,6 +321,8 @@ class SplitRequest:
             cursor=int(doc.get("cursor", 0)),
             result=copy.deepcopy(doc.get("result") or {}),
             error=doc.get("error"),
+            planned_ms=int(doc.get("planned_ms") or 0),
+            settle_ms=int(doc.get("settle_ms") or 0),
         )
 
     def view(self) -> dict[str, Any]:

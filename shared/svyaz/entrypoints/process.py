@@ -82,7 +82,7 @@ def apply_message(message: Message, runtime: Runtime) -> Outcome | None:
 
 def _job(message: Message, runtime: Runtime) -> None:
     """A follow-up job (re-pointing, order credit, fold, erasure sweep): idempotent, so a
-    redelivery is harmless; a transient failure, or a fold that must wait (``FoldLater``),
+    redelivery is harmless; a transient failure, or a job that must wait (``Later``),
     raises and Pub/Sub retries it after its backoff. The embedded queue has no such backoff (and
     its memory store no write limit): it folds at once."""
     try:
@@ -98,7 +98,7 @@ def _erase(message: Message, runtime: Runtime) -> Outcome | None:
         profile_id = json.loads(message.data)["profile_id"]
     except (ValueError, KeyError, TypeError):
         raise PoisonMessage("invalid erasure request") from None
-    report = runtime.store.erase(str(profile_id))
+    report = runtime.service.erase(str(profile_id))  # and its final sweep, as a job
     if report is None:
         log.info("erasure of an unknown profile", extra={"svyaz": {"profile_id": profile_id}})
         return None
@@ -123,7 +123,8 @@ def _split(message: Message, runtime: Runtime) -> None:
     failure or ``ProfileBusy`` (another split of the profile) raises: Pub/Sub redelivers."""
     try:
         request_id = str(json.loads(message.data)["request_id"])
-        request = Splitter(runtime.store, runtime.policy).run(
+        waits = not isinstance(runtime.publisher, LocalQueue)  # the embedded queue: one worker
+        request = Splitter(runtime.store, runtime.policy, wait=waits).run(
             request_id, runtime.settings.split_budget_seconds
         )
     except (ValueError, KeyError, TypeError):

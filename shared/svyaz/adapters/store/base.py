@@ -39,6 +39,7 @@ from svyaz.domain.merge import (
     Snapshot,
     aggregate,
     follow_chain,
+    order_credit,
 )
 from svyaz.domain.model import (
     AuditEntry,
@@ -59,6 +60,12 @@ LEDGER = "conversion_exports"  # the export ledger's entries (``adapters.ledger`
 FOLD_SKEW_MS = 50  # clocks of two workers (NTP) may differ this much: a fold skips only when surely later
 FOLD_INTERVAL_MS = 10_000  # a profile document is folded at most about once per interval
 GONE = datetime(1970, 1, 1, tzinfo=UTC)
+# The grace argument (docs/identity-graph.md, "Fast path"): a fast-path write whose read round
+# and commit took less than FAST_GRACE_MS skips the state read after its write, because every
+# job that could miss it (an erasure's final sweep, a split's settling) runs its last pass at
+# least FAST_GRACE_MS + CLOCK_MARGIN_MS after the records that write read were changed.
+FAST_GRACE_MS = 10_000
+CLOCK_MARGIN_MS = 1_000  # wall clocks of two workers (NTP) differ far less
 # What the fast path reads of a profile after its write: is it still the active owner, and
 # does a late touch need its orders credited again.
 CHUNKS_PER_COMMIT = 8  # split plan chunks written per commit
@@ -66,6 +73,8 @@ STATE_FIELDS = ["status", "merged_into", "last_order_ms", "first_seen_ms", "last
 # What the read model needs of a touchpoint to aggregate it (field mask).
 AGGREGATE_FIELDS = ["event_id", "profile_id", "type", "channel", "timestamp", "attribution"]
 AGGREGATE_FIELDS += ["properties.status", "properties.amount"]
+# A fold reads the orders' credit too: it re-credits an order a late touch belongs to.
+FOLD_FIELDS = [*AGGREGATE_FIELDS, "properties.order_id", "credit"]
 # The profile fields a fold writes (the journal's directory queries them).
 FOLDED_FIELDS = ("counters", "first_touch", "last_touch", "first_order_ms", "last_seen_ms", "first_seen_ms")
 BATCH = 400
@@ -95,7 +104,11 @@ class Duplicate(StoreError):
     """A ``create`` found its document already there (the event was applied before)."""
 
 
-class FoldLater(StoreError):
+class Later(StoreError):
+    """A job that is not due yet: the queue delivers it again after its backoff (debounce)."""
+
+
+class FoldLater(Later):
     """The profile was folded a moment ago: the fold job is retried later (debounce)."""
 
 
@@ -132,6 +145,7 @@ class ErasureReport:
     profile_ids: list[str]
     identifiers: int
     touchpoints: int
+    root_id: str = ""  # the erased record (the subject of the final sweep)
 
 
 class Keys:
@@ -331,9 +345,13 @@ class Store(ABC):
         """What a transaction would read, without one (audits, tests)."""
         return self._gather(self._get, list(identifiers), event_id)
 
-    def create_touchpoint(self, touchpoint: Touchpoint) -> None:
-        """The fast path's write: ``Duplicate`` if the event was applied before."""
-        self._commit([Write(*self._touchpoint_ref(touchpoint.name), touchpoint.to_doc(), "create")])
+    def create_touchpoint(self, touchpoint: Touchpoint, written_ms: int = 0) -> None:
+        """The fast path's write: ``Duplicate`` if the event was applied before. ``written_ms``:
+        when its read round started (wall clock), what a split settling late writes looks at."""
+        doc = touchpoint.to_doc()
+        if written_ms:
+            doc["written_ms"] = written_ms
+        self._commit([Write(*self._touchpoint_ref(touchpoint.name), doc, "create")])
 
     def withdraw_touchpoint(self, touchpoint: Touchpoint) -> None:
         """Undo a fast-path write whose profile was merged away or erased meanwhile (only if
@@ -376,6 +394,20 @@ class Store(ABC):
             except StoreError:
                 failures += 1
         raise StoreError("re-pointing kept conflicting; reads still follow merged_into")
+
+    def credit(
+        self, touchpoints: Iterable[Touchpoint], orders: Iterable[Touchpoint], lookback_days: int
+    ) -> int:
+        """Credit each order with the touches that preceded it (the engine's ``order_credit``),
+        whatever the arrival order; only the orders whose credit changes are written."""
+        touches = [t.touch for t in touchpoints if t.touch]
+        changed = 0
+        for order in orders:
+            credit = order_credit(touches, order.timestamp, lookback_days)
+            if credit != order.credit:
+                self.set_credit(order.name, credit)
+                changed += 1
+        return changed
 
     def set_credit(self, touchpoint_name: str, credit: dict[str, dict[str, str]]) -> None:
         """Replace an order touchpoint's credit (the credit job)."""
@@ -441,11 +473,31 @@ class Store(ABC):
 
         return self._transaction(body)
 
-    def sweep(self, root_id: str) -> ErasureReport:
+    def sweep(self, root_id: str, final: bool = False, wait: bool = True) -> ErasureReport:
         """Delete what is left of an erased family: records (only if still pointing into the
-        family), touchpoints (stubs), then the tombstones, so a crash midway is swept again."""
-        family = self.family(root_id)
+        family), touchpoints (stubs), then the tombstones, so a crash midway is swept again.
+
+        The family stays listed on the erased record (``swept_family``, profile ids only) until
+        the ``final`` pass (the ``sweep`` job): a fast-path write that read a record before this
+        pass deleted it lands at most ``FAST_GRACE_MS`` later, so the final pass, due that long
+        after the records were gone (``swept_ms``), stubs it (``Later`` before; ``wait=False``:
+        now, for callers with no write in flight)."""
+        ref = (PROFILES, root_id)
+        doc = self._get([ref]).get(ref) or {}
+        listed = list(doc.get("swept_family") or [])
+        family = [*self.family(root_id), *(pid for pid in listed if pid != root_id)]
+        family = list(dict.fromkeys(family))
+        if final:
+            due = int(doc.get("swept_ms") or 0) + FAST_GRACE_MS + CLOCK_MARGIN_MS
+            if not listed:
+                return ErasureReport(family, 0, 0, root_id)  # swept for good already
+            if wait and to_ms(datetime.now(UTC)) < due:
+                raise Later(f"final sweep due in {due - to_ms(datetime.now(UTC))} ms")
+        elif listed != family:
+            self._commit([Write(*ref, {"swept_family": family}, "update")])  # before tombstones go
         records = self._delete_all(lambda: self._records_of(family, BATCH), IDENTIFIERS)
+        if not final or records:  # no record points into the family from now on
+            self._commit([Write(*ref, {"swept_ms": to_ms(datetime.now(UTC))}, "update")])
         touchpoints = 0
         while found := self._touchpoints_of(family, BATCH, fields=["profile_id", "timestamp"]):
             stub = {"erased": True, "expire_at": self.expiry(datetime.now(UTC))}
@@ -458,7 +510,11 @@ class Store(ABC):
             + [Write(SPLITS, key, None, "delete") for key in splits]
             + [Write(PROFILES, pid, None, "delete") for pid in family if pid != root_id]
         )
-        return ErasureReport(sorted(family), records, touchpoints)
+        if final and records:
+            raise Later("records pointed into the erased family again: one more final sweep")
+        if final:
+            self._commit([Write(*ref, {"swept_family": None, "swept_ms": None}, "update")])
+        return ErasureReport(sorted(family), records, touchpoints, root_id)
 
     def _delete_all(self, find: Callable[[], list[Found]], collection: str) -> int:
         deleted = failures = 0
@@ -550,20 +606,31 @@ class Store(ABC):
             yield self.assemble(profile) if profile.status == "active" else profile
 
     # --- the fold job: aggregates onto the profile document, off the events' path -----------
-    def fold(self, profile_id: str, published_ms: int = 0, interval_ms: int = 0) -> bool:
+    def fold(
+        self, profile_id: str, published_ms: int = 0, interval_ms: int = 0, lookback_days: int | None = None
+    ) -> bool:
         """Fold the aggregates of the family (``aggregates``) onto the active profile's document,
         for queries across customers. Debounced: skipped when a fold that started after the job
         was published did it (one read), and ``FoldLater`` when the last fold is younger than
         ``interval_ms`` (the job is retried after Pub/Sub's backoff, so a busy customer's
         profile is written at most about once per interval, and the last events still get
-        folded). A fold never overwrites a later one. Returns whether it wrote."""
+        folded). A fold never overwrites a later one. Returns whether it wrote.
+
+        With ``lookback_days`` it also re-credits every order whose credit the touchpoints it
+        read change: every event's fold job reads after the event's write, so a late touch
+        (older than an order of the family) is credited without the fast path reading the
+        profile's latest order."""
         profile = self.active_profile(profile_id)
         if profile is None or profile.folded_ms >= published_ms + FOLD_SKEW_MS:
             return False
         started = to_ms(datetime.now(UTC))
         if interval_ms and started - profile.folded_ms < interval_ms:
             raise FoldLater(f"profile folded {started - profile.folded_ms} ms ago")
-        totals = self.aggregates(self.family(profile.profile_id))
+        family = self.family(profile.profile_id)
+        read = [touchpoint_from_doc(f.doc) for f in self._touchpoints_of(family, fields=FOLD_FIELDS)]
+        if lookback_days is not None:
+            self.credit(read, [t for t in read if t.type == "order"], lookback_days)
+        totals = aggregate(read)
         first_touch, last_touch = totals.first_touch, totals.last_touch
         fields: dict[str, Any] = {
             "counters": dict(totals.counters),
@@ -619,6 +686,74 @@ class Store(ABC):
         refs = {self._touchpoint_ref(e): e for e in event_ids}
         found = self._get(list(refs))
         return {refs[ref]: Touchpoint.from_doc(doc) for ref, doc in found.items() if not doc.get("erased")}
+
+    def late_touchpoints(self, profile_ids: list[str], since_ms: int) -> list[tuple[str, Touchpoint]]:
+        """Fast-path touchpoints of these profiles whose read round started at ``since_ms`` or
+        later (document id, touchpoint): the writes a split's evidence may not have held."""
+        fields = ["event_id", "profile_id", "type", "channel", "timestamp", "identifiers", "written_ms"]
+        found = self._touchpoints_of(profile_ids, fields=fields)
+        return [
+            (f.key, touchpoint_from_doc(f.doc))
+            for f in found
+            if int(f.doc.get("written_ms") or 0) >= since_ms and not f.doc.get("erased")
+        ]
+
+    def owners(self, identifiers: list[Identifier]) -> dict[Identifier, str | None]:
+        """The active profile each identifier resolves to now (None: unknown or erased)."""
+        found = self._get([self._record_ref(i) for i in identifiers])
+        resolved: dict[str, str | None] = {}
+        owners: dict[Identifier, str | None] = {}
+        for identifier in identifiers:
+            doc = found.get(self._record_ref(identifier))
+            if doc is None:
+                owners[identifier] = None
+                continue
+            pid = doc["profile_id"]
+            if pid not in resolved:
+                profile = self.active_profile(pid)
+                resolved[pid] = None if profile is None else profile.profile_id
+            owners[identifier] = resolved[pid]
+        return owners
+
+    def move_touchpoints(self, moves: dict[str, str]) -> None:
+        """Point touchpoints (by document id) at other profiles; one gone meanwhile is skipped."""
+        keys = sorted(moves)
+        for start in range(0, len(keys), BATCH):
+            writes = [
+                Write(TOUCHPOINTS, k, {"profile_id": moves[k]}, "update") for k in keys[start : start + BATCH]
+            ]
+            try:
+                self._commit(writes)
+            except Conflict:
+                for write in writes:  # one was erased meanwhile: the others one by one
+                    try:
+                        self._commit([write])
+                    except Conflict:
+                        pass
+
+    def settled(self, request_id: str) -> SplitRequest:
+        """Mark the split's settling pass done (in a transaction; a repeat changes nothing)."""
+
+        def body(get: Get) -> tuple[SplitRequest, list[Write]]:
+            request = self._split_in(get, request_id)
+            if not request.settle_ms:
+                return request, []
+            request.settle_ms = 0
+            return request, [Write(SPLITS, request_id, {"settle_ms": 0}, "update")]
+
+        return self._transaction(body)
+
+    def credit_orders(self, profile_id: str, lookback_days: int) -> int:
+        """Credit every order of the profile's family again (the ``credit`` job)."""
+        profile = self.active_profile(profile_id)
+        if profile is None:
+            return 0
+        family = self.family(profile.profile_id)
+        return self.credit(
+            self.family_touchpoints(family, attributed=True),
+            self.family_touchpoints(family, type_="order"),
+            lookback_days,
+        )
 
     # --- split: each step one transaction over the primitives ------------------------------
     def create_split(self, request: SplitRequest) -> None:
@@ -743,6 +878,9 @@ class Store(ABC):
                     writes.append(Write(PROFILES, loser, {"merged_into": target}, "update"))
             writes += [Write(AUDIT, self.keys.audit(e), e.to_doc()) for e in audit]
             request.state = "done"
+            # Every record is where the split put it: a fast-path write that read one before
+            # lands within the grace period; the settling pass places it after that.
+            request.settle_ms = to_ms(datetime.now(UTC)) + FAST_GRACE_MS + CLOCK_MARGIN_MS
             return request, [*writes, Write(SPLITS, request_id, request.to_doc())]
 
         request = self._transaction(body)
