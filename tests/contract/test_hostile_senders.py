@@ -6,7 +6,9 @@ test clients) and applies what was queued through ``process_event``."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+from urllib.parse import quote
 
 import pytest
 
@@ -222,6 +224,21 @@ def test_deeply_nested_json_is_a_400_on_every_json_endpoint(rt, depth):
     ]:
         answer = client(target).post(path, data=body, headers={**headers, "Content-Type": "application/json"})
         assert answer.status_code == 400 and answer.json["error"] == "invalid_json"
+
+
+@pytest.mark.parametrize("nested", ["[" * 5000 + "]" * 5000, '{"a":' * 3000 + "1" + "}" * 3000])
+def test_deeply_nested_json_in_a_signed_mango_form_is_a_400(rt, nested):
+    """Mango's event is JSON inside a form field, checked by its signature: a deep one was read
+    by a plain parser and answered 500 (RecursionError) even with a valid signature."""
+    rt.settings.mango_api_key = type(rt.settings.pepper)("mango-key")
+    rt.settings.mango_api_salt = type(rt.settings.pepper)("mango-salt")
+    sign = hashlib.sha256(f"mango-key{nested}mango-salt".encode()).hexdigest()
+    body = f"vpbx_api_key=mango-key&sign={sign}&json={quote(nested)}"
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    path = "/webhooks/calltracking/mango/events/summary"
+    answer = client("mango_webhook").post(path, data=body, headers=form)
+    assert answer.status_code == 400 and answer.json["reason"] == "json: nested deeper than 32 levels"
+    assert rt.publisher.drain(rt.settings.events_topic) == []
 
 
 def test_json_true_as_an_identifier_is_refused_and_links_nobody(rt):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import itertools
 import json
 import os
@@ -183,6 +184,12 @@ _JSON_VALUES = st.recursive(
 )
 
 
+# JSON nested past the parser's own recursion limit (json.dumps cannot write it)
+DEEP_TEXT = st.integers(1000, 4000).map(lambda n: b'{"a":' * n + b"1" + b"}" * n) | st.integers(
+    1000, 8000
+).map(lambda n: b"[" * n + b"]" * n)
+
+
 def dump(value: Any, ascii_only: bool) -> bytes:
     """JSON text of ``value`` (NaN and infinities as the bare tokens Python writes)."""
     text = json.dumps(value, ensure_ascii=ascii_only, default=str)
@@ -262,21 +269,43 @@ CONTENT_TYPES = st.sampled_from(
 
 
 @st.composite
+def mango_resigned(draw: st.DrawFn, seed: bytes) -> bytes:
+    """Mango's form with its ``json`` field mutated, then signed again (what only Mango, or
+    whoever holds the key and salt, can send)."""
+    form = dict(parse_qsl(seed.decode()))
+    value = dump(draw(mutated_json(json.loads(form["json"])) | SPECIAL), draw(st.booleans()))
+    text = draw(st.just(value) | DEEP_TEXT).decode("utf-8", "surrogatepass")
+    key, salt = FUZZ_SETTINGS["mango_api_key"], FUZZ_SETTINGS["mango_api_salt"]
+    sign = hashlib.sha256(f"{key}{text}{salt}".encode("utf-8", "surrogatepass")).hexdigest()
+    return urlencode({"vpbx_api_key": key, "sign": sign, "json": text}, errors="surrogatepass").encode()
+
+
+@st.composite
+def mutated(draw: st.DrawFn, query: str, seed: bytes, content_type: str) -> tuple[str, bytes]:
+    """(query, body): the seed's JSON, signed JSON, form or query string mutated."""
+    if content_type == "application/json":
+        return query, dump(draw(mutated_json(json.loads(seed))), draw(st.booleans()))
+    if seed.startswith(b"vpbx_api_key="):
+        return query, draw(mango_resigned(seed) | mutated_form(seed))
+    if seed:
+        return query, draw(mutated_form(seed))
+    if query:
+        return draw(mutated_form(query.encode())).decode("latin-1"), seed
+    return query, seed
+
+
+@st.composite
 def bodies(draw: st.DrawFn, operation: Operation) -> tuple[str, bytes, str]:
     """(query, body, content type): a seed mutated, random JSON or forms, empty, oversized."""
     query, seed, content_type = draw(st.sampled_from(seeds_for(operation)))
     kind = draw(
         st.sampled_from(["seed", "mutated", "mutated", "mutated", "json", "form", "empty", "large", "bytes"])
     )
-    if kind == "mutated" and content_type == "application/json":
-        body = dump(draw(mutated_json(json.loads(seed))), draw(st.booleans()))
-    elif kind == "mutated" and seed:
-        body = draw(mutated_form(seed))
-    elif kind == "mutated" and query:
-        query = draw(mutated_form(query.encode())).decode("latin-1")
-        body = seed
+    body = seed
+    if kind == "mutated":
+        query, body = draw(mutated(query, seed, content_type))
     elif kind == "json":
-        body = dump(draw(JSON_VALUES), draw(st.booleans()))
+        body = draw(JSON_VALUES.map(lambda v: dump(v, ascii_only=False)) | DEEP_TEXT)
     elif kind == "form":
         body = urlencode(
             draw(st.dictionaries(TEXT, TEXT, max_size=5)), encoding="utf-8", errors="surrogatepass"
@@ -287,8 +316,6 @@ def bodies(draw: st.DrawFn, operation: Operation) -> tuple[str, bytes, str]:
         body = b'{"event_id": "' + b"x" * (MAX_BODY + draw(st.integers(0, 10))) + b'"}'
     elif kind == "bytes":
         body = draw(st.binary(max_size=200))
-    else:
-        body = seed
     if draw(st.integers(0, 4)) == 0:
         content_type = draw(CONTENT_TYPES)
     return query, body, content_type
@@ -338,6 +365,7 @@ def _param_values(operation: Operation, name: str) -> st.SearchStrategy[str]:
         ),
         "entry_id": st.sampled_from(["0" * 64, "g" * 64, "0"]),
         "request_id": st.sampled_from(["abc", "0" * 32, "%00"]),
+        "event": st.sampled_from(["events/summary", "events/summary", "events/call", "summary"]),
     }
     strategy = st.sampled_from(enum) if enum else specific.get(name, st.just("abc123"))
     return strategy | FORM_TEXT.filter(bool)

@@ -298,6 +298,19 @@ def test_bad_pagination_is_400(rt):
         assert answer.status_code == 400 and answer.json["error"] == "invalid_query", query
 
 
+@pytest.mark.parametrize(
+    "before",
+    # a year past 9999 or before 1 once it is UTC: the page was empty (every touch hidden), a 200
+    ["9999-12-31T23:59:59.999999-14:00", "0001-01-01T00:00:00%2B05:00", "9999-12-31T23:59:59Z"],
+)
+def test_a_page_boundary_outside_the_times_an_event_may_have_is_a_400_not_an_empty_page(rt, before):
+    _apply(rt, _event())
+    pid = rt.store.lookup(Identifier("client_id", "5f3a9c2e7d1b4a60")).profile_id
+    answer = client("profiles").get(f"/profiles/{pid}/touchpoints?before={before}", headers=READ)
+    assert answer.status_code == 400, answer.data
+    assert answer.json["reason"] == "before is out of range"
+
+
 def test_the_profile_api_needs_the_api_key_not_the_write_key(rt):
     for headers in ({}, AUTH):
         answer = client("profiles").get("/profiles/lookup?kind=phone&value=89091234567", headers=headers)

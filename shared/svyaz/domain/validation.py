@@ -27,11 +27,13 @@ are addressed by name.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 MAX_DEPTH = 10  # maps and arrays below ``properties`` (Firestore allows 20 in a document)
 MAX_KEY_LENGTH = 128  # characters of a property key or trait name
@@ -52,6 +54,54 @@ HARD_LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 def invalid_text(text: str) -> str | None:
     """Why a string cannot be stored (lone surrogates: not valid Unicode), or None."""
     return "is not valid Unicode (lone surrogate)" if SURROGATE.search(text) else None
+
+
+# Nesting of any JSON a sender sends (a body, or JSON inside a form field): an event with its
+# deepest properties is far below it, and the parser and every later step (pydantic, the queue,
+# the stores) stay far from recursion limits.
+MAX_JSON_DEPTH = 32
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def load_json(data: str | bytes) -> Any:
+    """JSON text as a value, or ``ValueError`` whose reason quotes no input: invalid JSON
+    or UTF-8, ``NaN``/``Infinity``, nesting deeper than ``MAX_JSON_DEPTH`` (the parser's own
+    recursion is caught too), text that is not valid Unicode (lone surrogates). Every JSON a
+    sender sends is read through it: HTTP bodies (``entrypoints.http.parse_json``) and JSON
+    carried in a form (Mango's ``json`` field)."""
+    try:
+        value = json.loads(data, parse_constant=_no_constant)
+    except RecursionError:  # the parser's own stack, long before our depth check could run
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"not valid JSON ({type(exc).__name__})") from None
+    if (reason := json_problem(value)) is not None:
+        raise ValueError(reason)
+    return value
+
+
+def json_problem(value: Any, max_depth: int = MAX_JSON_DEPTH) -> str | None:
+    """Why a parsed JSON value is refused (too deep, invalid Unicode), or None. Iterative."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if invalid_text(item):
+                return "text that is not valid Unicode (a lone surrogate)"
+            continue
+        if not isinstance(item, dict | list):
+            continue
+        if depth > max_depth:
+            return f"nested deeper than {max_depth} levels"
+        if isinstance(item, dict):
+            stack.extend((key, depth) for key in item)
+            stack.extend((child, depth + 1) for child in item.values())
+        else:
+            stack.extend((child, depth + 1) for child in item)
+    return None
 
 
 def key_problem(key: object) -> str | None:

@@ -14,14 +14,11 @@ import flask
 from werkzeug.exceptions import HTTPException
 
 from svyaz.channels import secret_matches
-from svyaz.domain.validation import invalid_text
+from svyaz.domain.validation import load_json
 
 log = logging.getLogger("svyaz.http")
 
 JsonObject = dict[str, Any]
-# Nesting of any JSON body: an event with its deepest properties is far below it, and the
-# parser and every later step (pydantic, the queue, the stores) stay far from recursion limits.
-MAX_JSON_DEPTH = 32
 
 
 class HttpError(Exception):
@@ -179,45 +176,15 @@ def read_body(request: flask.Request, limit: int) -> bytes:
     return data
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def parse_json(data: bytes) -> Any:
-    """The body as JSON, or a 400: invalid JSON or UTF-8, ``NaN``/``Infinity``, nesting deeper
-    than ``MAX_JSON_DEPTH``, or any string or key that is not valid Unicode (lone surrogates)."""
+    """The body as JSON, or a 400 (``validation.load_json``'s refusals: invalid JSON or UTF-8,
+    ``NaN``/``Infinity``, nesting deeper than ``MAX_JSON_DEPTH``, invalid Unicode)."""
     if not data.strip():
         raise HttpError(400, "invalid_json", "the body is empty; JSON expected")
     try:
-        value = json.loads(data, parse_constant=_no_constant)
-    except RecursionError:
-        raise HttpError(400, "invalid_json", f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise HttpError(400, "invalid_json", f"the body is not valid JSON: {type(exc).__name__}") from None
-    if (reason := json_problem(value)) is not None:
-        raise HttpError(400, "invalid_json", reason)
-    return value
-
-
-def json_problem(value: Any, max_depth: int = MAX_JSON_DEPTH) -> str | None:
-    """Why a parsed JSON value is refused (too deep, invalid Unicode), or None. Iterative."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, str):
-            if invalid_text(item):
-                return "the body holds text that is not valid Unicode (a lone surrogate)"
-            continue
-        if not isinstance(item, dict | list):
-            continue
-        if depth > max_depth:
-            return f"JSON nested deeper than {max_depth} levels"
-        if isinstance(item, dict):
-            stack.extend((key, depth) for key in item)
-            stack.extend((child, depth + 1) for child in item.values())
-        else:
-            stack.extend((child, depth + 1) for child in item)
-    return None
+        return load_json(data)
+    except ValueError as exc:
+        raise HttpError(400, "invalid_json", f"the body: {exc}") from None
 
 
 def allow_methods(request: flask.Request, *methods: str) -> None:

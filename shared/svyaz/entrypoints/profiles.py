@@ -169,8 +169,8 @@ def _touchpoints(request: flask.Request, profile_id: str, runtime: Runtime) -> f
         raise HttpError(400, "invalid_query", "before must carry a time zone (e.g. ...Z)")
     try:
         before = before.astimezone(UTC) if before is not None else None
-    except OverflowError:
-        before = HARD_EARLIEST
+    except OverflowError:  # past year 9999 or before year 1 in UTC: out of range either way
+        raise HttpError(400, "invalid_query", "before is out of range") from None
     if before is not None and not HARD_EARLIEST <= before <= HARD_LATEST:
         raise HttpError(400, "invalid_query", "before is out of range")
     touches = history(runtime.store, profile, limit + 1, before)
