@@ -13,11 +13,13 @@ nothing commits nothing (a duplicate is one read round).
 
 Why not the client's read-write transaction: its reads hold shared locks until the commit, and
 the events of one customer read and write the same profile document. Two of them in flight
-each wait at commit for the other's shared lock; production breaks that by aborting the younger,
-the emulator only by its 2 s lock timeout, which fails all of them at once (8 workers on one
-customer: 209 commits failed after exactly 2 s, each against another one blocked in its own
-commit). Here no lock is held across the client's round trips: a conflict costs one failed
-commit. The Python client also opens its transactions with a BeginTransaction of their own.
+each wait at commit for the other's shared lock; production resolves that by failing or
+delaying one of them, the emulator only by its 2 s lock timeout, which fails all of them
+(8 workers on 3 hub chains: 209 commits failed after exactly 2 s, 207 of them against another
+one blocked in its own commit). Here no lock is held across the client's round trips: a
+conflict costs one failed commit. (This is how Firestore's mobile and web SDKs run their
+transactions, optimistically.) The Python client also opens each transaction with a
+BeginTransaction of its own; this opens none.
 """
 
 from __future__ import annotations
