@@ -422,3 +422,12 @@ def test_an_identifier_an_order_brought_names_that_order(rt, web):
     assert f"Телефон +7 909 123-45-67 — {order}" in page
     assert f"Карта лояльности 7700123456 — {order}" in page
     assert "событие удалено" not in page
+
+
+@pytest.mark.parametrize("query", ["to=9999-12-31", "from=0001-01-01&to=9999-12-31", "from=0001-01-01"])
+def test_a_period_outside_the_times_an_event_may_have_is_a_400_page(rt, web, query):
+    """The day after 9999-12-31 was an OverflowError: a 500 instead of the list."""
+    sign_in(web)
+    answer = web.get(f"/journal/?{query}", base_url=HTTPS)
+    assert answer.status_code == 400 and answer.mimetype == "text/html", answer.data[:300]
+    assert "out of range" in text(answer)

@@ -45,6 +45,7 @@ from svyaz.app.runtime import Runtime
 from svyaz.app.splits import queue_split
 from svyaz.app.views import history
 from svyaz.domain.model import Identifier, Profile
+from svyaz.domain.validation import HARD_EARLIEST, HARD_LATEST
 from svyaz.entrypoints import journal_auth as auth
 from svyaz.entrypoints.http import HttpError
 from svyaz.identity.normalize import Rejected, normalize
@@ -393,9 +394,14 @@ def _date(visit: Visit, name: str, plus_days: int = 0) -> datetime | None:
     if not text:
         return None
     try:
-        day = datetime.strptime(text[:10], "%Y-%m-%d").date() + timedelta(days=plus_days)
+        day = datetime.strptime(text[:10], "%Y-%m-%d").date()
     except ValueError:
         raise HttpError(400, "invalid_query", f"{name}: a date YYYY-MM-DD") from None
+    # The times an event may have (as the API's attribution report): no customer is active
+    # outside them, and the day after 9999-12-31 is no date (it was an OverflowError, a 500).
+    if not HARD_EARLIEST.date() <= day < HARD_LATEST.date():
+        raise HttpError(400, "invalid_query", f"{name}: out of range")
+    day += timedelta(days=plus_days)
     return datetime.combine(day, time(), tzinfo=visit.locale.zone)
 
 
