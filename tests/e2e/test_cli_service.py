@@ -210,9 +210,12 @@ def test_a_pubsub_emulator_that_is_not_there_stops_serve():
 def test_demo_keep_leaves_its_profiles_open_until_ctrl_c(tmp_path, monkeypatch):
     import signal
 
-    running = svyaz_running("demo", "--keep", until="keeps running on", SVYAZ_STATE_DIR=str(tmp_path))
+    running = svyaz_running("demo", "--keep", until="Ctrl-C stops it", SVYAZ_STATE_DIR=str(tmp_path))
     with running as (demo, lines):
-        url = lines[-1].split("keeps running on ")[1].split()[0]
+        announced = next(line for line in lines if "keeps running on" in line)
+        url = announced.split("keeps running on ")[1].split()[0]
+        # The person opening the journal is told the development password the demo filled in.
+        assert any(f"{url}/journal/  (sign in with password dev-journal-key)" in line for line in lines)
         monkeypatch.setenv("SVYAZ_STATE_DIR", str(tmp_path))
         assert client.discover() == url  # `svyaz report`, `svyaz import` find it
         profile = client.ServiceClient(url).lookup("phone", "+79165550102")

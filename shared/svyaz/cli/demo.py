@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from collections.abc import Mapping
 from urllib.parse import quote
 
 from svyaz.dev.client import ServiceClient
@@ -21,11 +22,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"Open the customer journal: {args.url.rstrip('/')}/journal/")
         return 0
     settings = local_settings(filled, store=getattr(args, "store", None) or "memory")
-    return run_on(build(settings), port=args.port, keep=args.keep)
+    return run_on(build(settings), port=args.port, keep=args.keep, filled=filled)
 
 
-def run_on(runtime, *, port: int = 0, keep: bool = False) -> int:
-    """The demo on a given runtime (its store keeps the journeys for later commands)."""
+def run_on(runtime, *, port: int = 0, keep: bool = False, filled: Mapping[str, str] | None = None) -> int:
+    """The demo on a given runtime (its store keeps the journeys for later commands); ``filled``:
+    the development settings filled in, whose journal password the sign-in hint may show."""
     from svyaz.app.views import render_text
     from svyaz.dev.demo import JOURNEYS
     from svyaz.dev.local import LocalService
@@ -49,13 +51,13 @@ def run_on(runtime, *, port: int = 0, keep: bool = False) -> int:
             print(render_text(profile, touches["touchpoints"]))
             print()
         if keep:
-            _keep_serving(service, api_key)
+            _keep_serving(service, api_key, filled or {})
     finally:
         service.stop()
     return 0
 
 
-def _keep_serving(service, api_key: str) -> None:
+def _keep_serving(service, api_key: str, filled: Mapping[str, str]) -> None:
     """Leave the service up (and findable by `svyaz report`, `svyaz import`...) until Ctrl-C."""
     import signal
     import threading
@@ -72,7 +74,7 @@ def _keep_serving(service, api_key: str) -> None:
         f"the service keeps running on {service.url} with these profiles; e.g.\n"
         f"  curl -s -X POST {service.url}/profiles/lookup -H 'Authorization: Bearer {api_key}' "
         f"-d '{{\"kind\": \"phone\", \"value\": \"+79165550102\"}}'\n"
-        f"{journal_hint(service.url, service.rt, [])}\n"
+        f"{journal_hint(service.url, service.rt, filled)}\n"
         "Ctrl-C stops it.",
         flush=True,
     )
