@@ -94,3 +94,28 @@ def test_folds_are_debounced_and_the_last_events_still_get_folded(policy):
     assert store._profile_doc(profile_id).counters["events"] == 2
     late = to_ms(store._profile_doc(profile_id).last_seen)
     assert not store.fold(profile_id, published_ms=late - 5_000)  # covered by a later fold: one read
+
+
+def test_a_touchpoint_changed_in_place_keeps_one_entry_in_the_time_index(monkeypatch):
+    """Crediting or re-owning a touchpoint leaves its (type, time) entry where it is (no move of
+    the sorted list's tail, which grows with the store); a new time moves it."""
+    import bisect
+    from datetime import UTC, datetime
+
+    from svyaz.adapters.store.base import TOUCHPOINTS, Write
+
+    store = MemoryStore(PEPPER)
+    at = datetime(2026, 11, 2, 10, tzinfo=UTC)
+    doc = {"type": "page", "timestamp": at, "profile_id": "p1", "credit": 0}
+    store._commit([Write(TOUCHPOINTS, "t1", doc)])
+    moves = []
+    monkeypatch.setattr(bisect, "insort", lambda *a, **k: moves.append(a))
+    store._commit([Write(TOUCHPOINTS, "t1", {"profile_id": "p2", "credit": 1}, "update")])
+    assert moves == [] and store._by_type["page"] == [(at, "t1")]
+    assert store.docs[TOUCHPOINTS]["t1"]["profile_id"] == "p2" and store._index[TOUCHPOINTS] == {"p2": {"t1"}}
+    monkeypatch.undo()
+    later = at + timedelta(hours=1)
+    store._commit([Write(TOUCHPOINTS, "t1", {"timestamp": later}, "update")])
+    assert store._by_type["page"] == [(later, "t1")]
+    store._commit([Write(TOUCHPOINTS, "t1", {"erased": True, "expire_at": later})])  # a stub: no type
+    assert store._by_type["page"] == []

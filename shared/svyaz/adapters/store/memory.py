@@ -58,6 +58,13 @@ INDEXED = {
 
 # Collections with a TTL policy on ``expire_at`` (Firestore deletes a document once it passed).
 EXPIRING = (PROCESSED, TOUCHPOINTS)
+def _same_time(old: dict[str, Any] | None, new: dict[str, Any] | None) -> bool:
+    """Both versions of a touchpoint have the same entry in the time index (or neither has one)."""
+    if old is None or new is None:
+        return False
+    return (old.get("type"), old.get("timestamp")) == (new.get("type"), new.get("timestamp"))
+
+
 STRIPES = 256  # commit locks; two events share one only by a hash collision of their documents
 MAX_ATTEMPTS = 100  # a transaction's tries before ``Contention`` (each costs microseconds)
 
@@ -100,15 +107,18 @@ class MemoryStore(Store):
     # --- documents and indexes ----------------------------------------------------------------
     def _put(self, collection: str, key: str, doc: dict[str, Any] | None) -> None:
         old = self.docs[collection].pop(key, None)
+        # A touchpoint changed in place (its credit, its owner) keeps its place in the time index:
+        # taking it out of a list sorted by time and back costs a move of the whole list's tail.
+        timed = collection == TOUCHPOINTS and not _same_time(old, doc)
         if old is not None:
-            self._unindex(collection, key, old)
+            self._unindex(collection, key, old, timed)
         self._revision += 1
         self._revisions[(collection, key)] = self._revision
         if doc is None:
             self._revisions.pop((collection, key), None)
             return
         self.docs[collection][key] = doc
-        self._reindex(collection, key, doc)
+        self._reindex(collection, key, doc, timed)
 
     @staticmethod
     def _indexed_values(collection: str, doc: dict[str, Any]) -> list[Any]:
@@ -116,21 +126,21 @@ class MemoryStore(Store):
         value = None if field is None else doc.get(field)
         return [] if value is None else list(value) if isinstance(value, list) else [value]
 
-    def _reindex(self, collection: str, key: str, doc: dict[str, Any]) -> None:
+    def _reindex(self, collection: str, key: str, doc: dict[str, Any], timed: bool = True) -> None:
         for value in self._indexed_values(collection, doc):
             self._index[collection].setdefault(value, set()).add(key)
-        if collection == TOUCHPOINTS and "type" in doc:
+        if timed and collection == TOUCHPOINTS and "type" in doc:
             bisect.insort(self._by_type.setdefault(doc["type"], []), (doc["timestamp"], key))
         if collection in EXPIRING and doc.get("expire_at") is not None:
             heapq.heappush(self._expiry, (doc["expire_at"], collection, key))
 
-    def _unindex(self, collection: str, key: str, doc: dict[str, Any]) -> None:
+    def _unindex(self, collection: str, key: str, doc: dict[str, Any], timed: bool = True) -> None:
         for value in self._indexed_values(collection, doc):
             keys = self._index[collection].get(value, set())
             keys.discard(key)
             if not keys:
                 self._index[collection].pop(value, None)
-        if collection == TOUCHPOINTS and "type" in doc:
+        if timed and collection == TOUCHPOINTS and "type" in doc:
             entries = self._by_type.get(doc["type"], [])
             at = bisect.bisect_left(entries, (doc["timestamp"], key))
             if at < len(entries) and entries[at] == (doc["timestamp"], key):
