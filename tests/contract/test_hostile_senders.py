@@ -241,6 +241,15 @@ def test_deeply_nested_json_in_a_signed_mango_form_is_a_400(rt, nested):
     assert rt.publisher.drain(rt.settings.events_topic) == []
 
 
+def test_a_call_time_out_of_utc_range_is_a_400_from_the_call_tracker(rt):
+    """Calltouch sends account-local times: year 1 in Moscow overflowed in UTC, a 500."""
+    rt.settings.calltracking_token = type(rt.settings.pepper)("ct-token")
+    query = "token=ct-token&id=1&callerphone=79161234567&calltime=0001-01-01+00%3A00%3A00"
+    answer = client("calltracking_webhook").get(f"/webhooks/calltracking/calltouch?{query}")
+    assert answer.status_code == 400 and answer.json["reason"] == "time: out of range", answer.data
+    assert rt.publisher.drain(rt.settings.events_topic) == []
+
+
 def test_json_true_as_an_identifier_is_refused_and_links_nobody(rt):
     answer = collect(page("b-1", identifiers={"client_id": "visitor-1", "user_id": True}))
     assert answer.status_code == 400

@@ -337,10 +337,17 @@ def operation_scheme(name: str) -> dict[str, Any]:
     return spec()["components"]["securitySchemes"][name]
 
 
+# Query values at the edges of what parsers take: dates, times and numbers past their range.
+EDGE_VALUES = st.sampled_from(
+    ["9999-12-31", "0001-01-01", "9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00%2B05:00",
+     "0001-01-01+00%3A00%3A00", "1e400", "-1", "99999999999999999999", "NaN", "phone", "client_id"]
+)  # fmt: skip
+
+
 @st.composite
 def queries(draw: st.DrawFn, operation: Operation, base: str) -> str:
     names = _documented_query(operation) + ["x", "writeKey", "token", "key", "kind", "value"]
-    extra = draw(st.lists(st.tuples(st.sampled_from(names), FORM_TEXT), max_size=3))
+    extra = draw(st.lists(st.tuples(st.sampled_from(names), FORM_TEXT | EDGE_VALUES), max_size=3))
     valid = {"writeKey": WRITE_KEY, "token": SETTINGS["calltracking_token"]}
     parts = [base] if base else []
     for name in _documented_query(operation) if draw(st.booleans()) else ():

@@ -214,7 +214,10 @@ def parse_time(value: str, local_tz: tzinfo = MOSCOW) -> datetime:
         raise ChannelError("time: not unix seconds, ISO 8601 or dd/mm/yyyy HH:MM:SS") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=local_tz)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # year 1 east of UTC, 9999 west of it: was a 500
+        raise ChannelError("time: out of range") from None
 
 
 def _seconds(value: str | None, name: str) -> int | None:
