@@ -445,6 +445,7 @@ def documented(path: str) -> str | None:
     for app in HTML_APPS:
         if path.startswith(app) or path == app.rstrip("/"):
             return app
+    path = re.sub("/{2,}", "/", path)  # empty segments are skipped, as the handlers do
     path = path if path in TEMPLATES else path.rstrip("/") or "/"
     for template in sorted(TEMPLATES, key=lambda t: ("{" in t, t)):
         pattern = re.escape(template)
