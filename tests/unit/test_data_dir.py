@@ -157,3 +157,25 @@ def test_the_queue_journal_is_rewritten_with_the_waiting_messages_only(tmp_path)
     again = DurableLocalQueue(tmp_path, ("events",))
     assert [m.message_id for m in again.drain("events")] == [kept.message_id]
     again.close()
+
+
+
+def test_a_command_on_a_directory_svyaz_serve_holds_says_so_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.pipeline_support import user_environment
+
+    held = JournaledStore(PEPPER, tmp_path)  # as svyaz serve --data-dir holds it
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "svyaz.cli", "erase", "--profile-id", "p-1"],
+            capture_output=True,
+            text=True,
+            env=user_environment(SVYAZ_DATA_DIR=str(tmp_path)),
+            timeout=60,
+        )
+    finally:
+        held.close()
+    assert result.returncode == 2 and "in use by another process" in result.stderr, result
+    assert result.stderr.count("\n") == 1, result.stderr

@@ -58,9 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def missing_backend(exc: BaseException) -> str | None:
     """One line for a store, queue or credentials that are not there (instead of a traceback)."""
+    from svyaz.adapters.datadir import DataDirError
     from svyaz.dev.preflight import FIRESTORE_HELP, Unavailable
 
-    if isinstance(exc, Unavailable):
+    if isinstance(exc, Unavailable | DataDirError):  # e.g. the data directory svyaz serve holds
         return str(exc)
     try:
         from google.auth.exceptions import DefaultCredentialsError
