@@ -80,6 +80,13 @@ def apply_message(message: Message, runtime: Runtime) -> Outcome | None:
     return outcome
 
 
+def _redelivers_later(runtime: Runtime) -> bool:
+    """Whether a job that is not due may wait (``Later``) for the queue to deliver it again.
+    The embedded queue applies one message at a time, so no fast-path write is in flight while
+    a job runs: its jobs (folds, final sweeps, a split's settling) run at once."""
+    return not isinstance(runtime.publisher, LocalQueue)
+
+
 def _job(message: Message, runtime: Runtime) -> None:
     """A follow-up job (re-pointing, order credit, fold, erasure sweep): idempotent, so a
     redelivery is harmless; a transient failure, or a job that must wait (``Later``),
@@ -89,7 +96,7 @@ def _job(message: Message, runtime: Runtime) -> None:
         job = Job.from_dict(json.loads(message.data))
     except (ValueError, TypeError, AttributeError):
         raise PoisonMessage("invalid follow-up job") from None
-    runtime.service.run_job(job, debounce=not isinstance(runtime.publisher, LocalQueue))
+    runtime.service.run_job(job, debounce=_redelivers_later(runtime))
     log.info("follow-up job done", extra={"svyaz": job.as_dict()})
 
 
@@ -123,8 +130,7 @@ def _split(message: Message, runtime: Runtime) -> None:
     failure or ``ProfileBusy`` (another split of the profile) raises: Pub/Sub redelivers."""
     try:
         request_id = str(json.loads(message.data)["request_id"])
-        waits = not isinstance(runtime.publisher, LocalQueue)  # the embedded queue: one worker
-        request = Splitter(runtime.store, runtime.policy, wait=waits).run(
+        request = Splitter(runtime.store, runtime.policy, wait=_redelivers_later(runtime)).run(
             request_id, runtime.settings.split_budget_seconds
         )
     except (ValueError, KeyError, TypeError):
