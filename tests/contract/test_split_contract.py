@@ -134,3 +134,33 @@ def test_explain_names_the_order_that_brought_an_identifier(service):
     linked_by = by_value["+79161112233"]["linked_by"]
     assert (linked_by["event_id"], linked_by["type"]) == ("buy", "order")
     assert by_value["+79161112233"]["linked_through"] == {"kind": "client_id", "value": "c-1"}
+
+
+class Sent:
+    """A publisher that keeps what it was given."""
+
+    def __init__(self) -> None:
+        self.messages: list = []
+
+    def publish(self, topic, messages) -> None:
+        self.messages.extend(messages)
+
+
+def test_the_same_split_confirmed_again_answers_the_standing_request(service, policy):
+    from svyaz.app.splits import Splitter, queue_split
+
+    store, sent = service.store, Sent()
+    merged = merge_by_shared_phone(service)
+    first = queue_split(store, sent, "events", merged, PHONE, "shared family phone")
+    again = queue_split(store, sent, "events", merged, PHONE, "typed again")
+    assert again.request_id == first.request_id and again.reason == "shared family phone"
+    assert {m.data for m in sent.messages} == {sent.messages[0].data}  # only that request is queued
+    done = Splitter(store, policy).run(first.request_id)
+    assert done.state == "done"
+    sent.messages.clear()
+    after = queue_split(store, sent, "events", merged, PHONE, "once more")
+    assert after.request_id == first.request_id and after.state == "done" and sent.messages == []
+    assert store.block_entry(PHONE).request_id == first.request_id
+    assert store.unblock(PHONE)  # the operator took the value off the blocklist: a new split may run
+    fresh = queue_split(store, sent, "events", merged, PHONE, "shared again")
+    assert fresh.request_id != first.request_id and fresh.state == "queued" and len(sent.messages) == 1

@@ -431,3 +431,22 @@ def test_a_period_outside_the_times_an_event_may_have_is_a_400_page(rt, web, que
     answer = web.get(f"/journal/?{query}", base_url=HTTPS)
     assert answer.status_code == 400 and answer.mimetype == "text/html", answer.data[:300]
     assert "out of range" in text(answer)
+
+
+def test_confirming_a_split_twice_queues_it_once_and_answers_the_first_request(web, family):
+    rt, family = family
+    sign_in(web)
+    url = f"/journal/customers/{family}/split"
+    confirm = web.get(url, base_url=HTTPS)
+    phone = rt.store.keys.identifier(PHONE)
+    form = {"csrf": form_token(confirm), "confirm": family, "block": phone, "reason": "общий телефон"}
+    first = web.post(url, data=form, base_url=HTTPS)
+    second = web.post(url, data=form, base_url=HTTPS)  # a double click, or a second tab
+    assert first.status_code == second.status_code == 303
+    assert second.headers["Location"] == first.headers["Location"]
+    request_id = first.headers["Location"].rsplit("/", 1)[1]
+    assert [key for key, _ in rt.store._scan("splits")] == [request_id]  # one request
+    deliver_all(rt)  # (a queued request is queued again by a repeat: its message may have been lost)
+    assert rt.store.get_split(request_id).state == "done"
+    assert len(rt.store.get_split(request_id).result["profile_ids"]) == 2
+    assert rt.store.block_entry(PHONE).request_id == request_id

@@ -48,11 +48,42 @@ def queue_split(
 ) -> SplitRequest:
     """Store a split request and queue it on the events topic (``kind=split``): what the
     profiles API and the journal's split action do. ``QueueUnavailable`` raises when it could
-    not be queued (the stored request then stays ``queued``: nothing runs it)."""
+    not be queued (the stored request then stays ``queued``: a second confirm queues it again).
+
+    Idempotent: the request id is derived from the profile, the value and a generation, so
+    confirming the same split again (a double submit, a second tab, a retried API call) answers
+    the standing request; a new one is stored only after the last one failed or its value was
+    unblocked since."""
+    for generation in range(MAX_SPLIT_GENERATIONS):
+        request_id = store.keys.split_request(profile_id, block, generation)
+        existing = store.get_split(request_id)
+        if existing is not None and not _standing(store, existing):
+            continue
+        if existing is None:
+            request = SplitRequest(request_id, profile_id, block, reason, datetime.now(UTC))
+            store.create_split(request)  # a concurrent confirm's create wins: read what is stored
+            existing = store.get_split(request_id) or request
+        if existing.state == "queued":  # a repeat may find its message lost: queued again, harmless
+            publisher.publish(topic, [split_message(existing.request_id)])
+        return existing
     request = new_request(profile_id, block, reason)
     store.create_split(request)
     publisher.publish(topic, [split_message(request.request_id)])
     return request
+
+
+MAX_SPLIT_GENERATIONS = 32  # splits of one profile on one value; past them a random id
+
+
+def _standing(store: Store, request: SplitRequest) -> bool:
+    """Whether a request still answers for its profile and value: under way, or done and its
+    value still blocked by it (an operator who unblocked the value may split on it again)."""
+    if request.state in ("queued", "moving"):
+        return True
+    if request.state != "done":
+        return False
+    entry = store.block_entry(request.block)
+    return entry is not None and entry.request_id == request.request_id
 
 
 class Splitter:

@@ -166,6 +166,11 @@ class Keys:
     def audit(self, entry: AuditEntry) -> str:
         return self._hash(entry.name)
 
+    def split_request(self, profile_id: str, block: Identifier, generation: int) -> str:
+        """The id of the n-th split of a profile on one value: the same for every confirmation
+        of it, so a second confirm finds the first request instead of queuing another."""
+        return self._hash(f"split:{profile_id}:{block.kind}:{block.value}:{generation}")[:32]
+
 
 def stub_touchpoint(event_id: str = "") -> Touchpoint:
     """An erased touchpoint: it exists (so the event stays applied) but belongs to nobody."""
@@ -659,6 +664,12 @@ class Store(ABC):
     def blocklist(self) -> list[BlockEntry]:
         """Every value blocked by an operator (``blocklist/{keyed hash}``)."""
         return [BlockEntry.from_doc(doc) for _, doc in self._scan(BLOCKLIST)]
+
+    def block_entry(self, identifier: Identifier) -> BlockEntry | None:
+        """The blocklist entry of a value (None: not blocked)."""
+        ref = (BLOCKLIST, self.keys.identifier(identifier))
+        doc = self._get([ref]).get(ref)
+        return None if doc is None else BlockEntry.from_doc(doc)
 
     def unblock(self, identifier: Identifier) -> bool:
         """Remove a blocklist entry (False if there was none). Re-merges nothing by itself."""
