@@ -5,9 +5,11 @@ One run, one store, one worker count:
 1. **svyaz**: the population's deliveries (duplicates and out-of-order included) replayed
    through ``IdentityService.apply`` from W worker threads (``replay.replay``: redelivery on
    ``Contention``, dead letters, follow-up jobs as deliveries of their own).
-2. **accuracy**: the final partition against the population's ground truth (``accuracy``).
-3. **raw limit**: the same deliveries, same order, same W, same store, with no engine
-   (``replay.raw_replay``): the ceiling svyaz is compared to, per event class (``summary``).
+2. **raw limit**: the same deliveries, same order, same W, same store, with no engine: the
+   ceiling svyaz is compared to, per event class (``summary``). Paired with 1 in blocks
+   (``replay.paired_replay``: svyaz replays block k, then the raw limit replays block k from
+   svyaz's records of it), so both see the same load on a shared machine.
+3. **accuracy**: the final partition against the population's ground truth (``accuracy``).
 4. **cost growth**: documents per event against profiles of 10 ... 10,000 identifiers.
 
 The result is a ``report.BenchReport``.
@@ -27,7 +29,7 @@ from svyaz.bench.hot import hot_customer
 from svyaz.bench.population import Population, generate_population
 from svyaz.bench.probe import instrument
 from svyaz.bench.raw import backend_for
-from svyaz.bench.replay import Delivery, JobDeliveries, raw_replay, replay
+from svyaz.bench.replay import Delivery, JobDeliveries, paired_replay, replay
 from svyaz.bench.report import BenchReport, Machine, RunConfig
 from svyaz.bench.stores import BENCH_PROJECT
 from svyaz.identity.policy import Policy
@@ -46,6 +48,7 @@ class BenchConfig:
     project: str = BENCH_PROJECT
     ordering: bool = True  # events keyed like the deployed publisher (Pub/Sub message ordering)
     hot_customer: int = 0  # events of the hot-customer test (one customer at 20 events/s); 0: none
+    block: int = 0  # deliveries per paired block (svyaz then raw); 0: replay.block_size(workers)
 
     def of(self, population: Population) -> RunConfig:
         """The report's account of the run: these settings and the population delivered."""
@@ -82,18 +85,28 @@ def run_bench(
         for n, event in enumerate(population.events)
     ]
 
-    log(f"replaying {len(deliveries)} deliveries through svyaz with {config.workers} workers")
-    run = replay(service, probe, deliveries, config.workers, progress=config.progress)
+    raw = raw_run = ratios = None
+    if config.raw:
+        log(
+            f"replaying {len(deliveries)} deliveries through svyaz and as raw store operations, "
+            f"in turns, with {config.workers} workers"
+        )
+        run, raw_run = paired_replay(
+            service,
+            probe,
+            backend_for(store),
+            deliveries,
+            config.workers,
+            store.keys.event,
+            block=config.block,
+            progress=config.progress,
+        )
+    else:
+        log(f"replaying {len(deliveries)} deliveries through svyaz with {config.workers} workers")
+        run = replay(service, probe, deliveries, config.workers, progress=config.progress)
     deliveries = [*deliveries, *jobs.deliveries]
     log("scoring accuracy")
     graph = accuracy.measure(store, population, deliveries)
-
-    raw = raw_run = ratios = None
-    if config.raw:
-        log("replaying the same deliveries as raw store operations")
-        raw_run = raw_replay(
-            backend_for(store), deliveries, config.workers, store.keys.event, progress=config.progress
-        )
     svyaz = summary.service_run(deliveries, run, store)  # the store's attempts before growth adds to them
     if raw_run is not None:
         raw, ratios = summary.raw_run(deliveries, raw_run), summary.ratios(svyaz, run, raw_run)

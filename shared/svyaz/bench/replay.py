@@ -10,6 +10,11 @@ and the time lost in failed ones).
 ``raw_replay``: the deliveries svyaz applied, in the same order and concurrency, as raw store
 operations with no engine (``raw.py``): the ceiling svyaz is compared to.
 
+``paired_replay``: both, interleaved in blocks of a few dozen deliveries (svyaz block k, then
+the raw replay of block k from svyaz's records of it, then block k+1, ...), so that the two
+see the same load on a shared machine: a ratio of sums over the blocks is then the ratio of
+two measurements taken side by side, not minutes apart.
+
 Deliveries with an ordering key are handed out as a subscription with message ordering does:
 a key's next delivery waits until its current one is done (acknowledged, or failed and retried
 first).
@@ -41,6 +46,8 @@ MAX_FAILURES = 5  # deliveries of one event that may fail before it is dead-lett
 LOCK_TIMEOUT_S = 1.5  # a failed attempt this long waited out a lock (the emulator's is 2 s)
 PROGRESS_EVERY = 15.0  # seconds between progress lines when stderr is not a terminal
 IDLE_POLL_S = 0.002  # a worker's wait for a feeder or a held key
+BLOCK_DELIVERIES = 48  # a paired block at 1 worker (~0.5-1 s of svyaz on the emulator)
+BLOCK_PER_WORKER = 8  # with W workers a block is at least 8 W deliveries (the pool's tail)
 
 
 @dataclass
@@ -65,6 +72,8 @@ class Delivery:
     raw_failures: int = 0
     raw_cpu_s: float = 0.0
     equivalent_s: float | None = None  # the fast path's own round trips, engine-free
+    equivalent_cpu_s: float = 0.0
+    block: int = -1  # the paired block it was replayed in (-1: not paired, or a follow-up job)
     job: Job | None = None  # a follow-up job the service published (its own delivery)
     ordering_key: str = ""  # the Pub/Sub ordering key the event is published with
 
@@ -90,6 +99,8 @@ class RunStats:
     dead_lettered: int = 0  # raw run: deliveries given up after max_failures
     lock_timeouts: int = 0  # raw run: failed attempts that waited out a lock
     deferred_folds: int = 0  # fold jobs that had to wait (debounce), run after the replay
+    blocks: int = 0  # paired_replay: the blocks svyaz and the raw limit took turns on
+    block_size: int = 0
 
 
 class JobDeliveries:
@@ -118,8 +129,8 @@ class _Ticker:
         self.label, self.total, self.done = label, total, 0
         self.started = self.last = time.monotonic()
 
-    def tick(self) -> None:
-        self.done += 1
+    def tick(self, count: int = 1) -> None:
+        self.done += count
         now = time.monotonic()
         if now - self.last >= PROGRESS_EVERY:
             self.last = now
@@ -140,10 +151,10 @@ class _Progress:
         )
         self.ticker = _Ticker(label, total) if progress == "lines" else None
 
-    def done(self) -> None:
-        self.bar.update(1)
+    def done(self, count: int = 1) -> None:
+        self.bar.update(count)
         if self.ticker is not None:
-            self.ticker.tick()
+            self.ticker.tick(count)
 
 
 class _Subscription:
@@ -349,6 +360,34 @@ class _Apply:
         return False
 
 
+def _svyaz_block(
+    service: IdentityService,
+    apply: _Apply,
+    deliveries: Sequence[Delivery],
+    workers: int,
+    progress: bool | str = False,
+    pace_per_s: float = 0.0,
+) -> RunStats:
+    """The deliveries through svyaz; the follow-up jobs they publish join the same queue, so
+    the run ends when they are done too."""
+    pending: queue.Queue[Delivery] = queue.Queue()
+    sink = getattr(service, "jobs", None)
+    if isinstance(sink, JobDeliveries):
+        sink.pending = pending
+    return run_workers(deliveries, workers, apply, progress, "svyaz", pending, pace_per_s)
+
+
+def _finish(service: IdentityService, apply: _Apply, stats: RunStats) -> RunStats:
+    stats.errors = apply.errors
+    stats.deferred_folds = len(apply.deferred)
+    for delivery in apply.deferred:  # the trailing folds, once the backoff has passed
+        assert delivery.job is not None
+        started = time.perf_counter()
+        service.run_job(delivery.job, debounce=False)
+        delivery.service_s += time.perf_counter() - started
+    return stats
+
+
 def replay(
     service: IdentityService,
     probe: ProbeStore,
@@ -360,19 +399,7 @@ def replay(
     pace_per_s: float = 0.0,
 ) -> RunStats:
     apply = _Apply(service, probe, max_failures)
-    pending: queue.Queue[Delivery] = queue.Queue()
-    sink = getattr(service, "jobs", None)
-    if isinstance(sink, JobDeliveries):
-        sink.pending = pending
-    stats = run_workers(deliveries, workers, apply, progress, "svyaz", pending, pace_per_s)
-    stats.errors = apply.errors
-    stats.deferred_folds = len(apply.deferred)
-    for delivery in apply.deferred:  # the trailing folds, once the backoff has passed
-        assert delivery.job is not None
-        started = time.perf_counter()
-        service.run_job(delivery.job, debounce=False)
-        delivery.service_s += time.perf_counter() - started
-    return stats
+    return _finish(service, apply, _svyaz_block(service, apply, deliveries, workers, progress, pace_per_s))
 
 
 # --- the raw limit --------------------------------------------------------------------------
@@ -390,17 +417,19 @@ def _raw_operation(
     return partial(backend.linking, trace.tx_read_paths, trace.tx_writes)
 
 
-def raw_replay(
+def raw_events(deliveries: Sequence[Delivery]) -> list[Delivery]:
+    """What the raw limit replays: the events and duplicates svyaz applied (no follow-up job)."""
+    return [d for d in deliveries if d.applied and d.job is None]
+
+
+def _raw_block(
     backend: RawBackend,
-    deliveries: Sequence[Delivery],
+    applied: Sequence[Delivery],
     workers: int,
     event_key: Callable[[str], str],
-    *,
-    max_failures: int = MAX_FAILURES,
+    max_failures: int,
     progress: bool | str = False,
 ) -> RunStats:
-    """The raw limit for the deliveries svyaz applied, in the same order and concurrency."""
-    applied = [d for d in deliveries if d.applied and d.job is None]
     work = {delivery.index: _raw_operation(backend, delivery, event_key) for delivery in applied}
 
     def step(delivery: Delivery) -> bool:
@@ -416,9 +445,27 @@ def raw_replay(
         delivery.raw_lost_s += lost
         return done or delivery.raw_failures >= max_failures
 
-    stats = run_workers(applied, workers, step, progress, "raw")
+    return run_workers(applied, workers, step, progress, "raw")
+
+
+def _raw_totals(backend: RawBackend, applied: Sequence[Delivery], stats: RunStats, max_failures: int) -> None:
     stats.retries, stats.lock_timeouts = backend.retries, backend.lock_timeouts
     stats.dead_lettered = sum(1 for d in applied if d.raw_failures >= max_failures)
+
+
+def raw_replay(
+    backend: RawBackend,
+    deliveries: Sequence[Delivery],
+    workers: int,
+    event_key: Callable[[str], str],
+    *,
+    max_failures: int = MAX_FAILURES,
+    progress: bool | str = False,
+) -> RunStats:
+    """The raw limit for the deliveries svyaz applied, in the same order and concurrency."""
+    applied = raw_events(deliveries)
+    stats = _raw_block(backend, applied, workers, event_key, max_failures, progress)
+    _raw_totals(backend, applied, stats, max_failures)
     _equivalent_replay(backend, applied, workers, event_key)
     return stats
 
@@ -441,9 +488,62 @@ def _equivalent_replay(
     }
 
     def step(delivery: Delivery) -> bool:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         work[delivery.index]()
         delivery.equivalent_s = time.perf_counter() - started
+        delivery.equivalent_cpu_s = time.thread_time() - cpu
         return True
 
     run_workers(fast, workers, step, False, "equivalent")
+
+
+# --- svyaz and the raw limit side by side ----------------------------------------------------
+def block_size(workers: int) -> int:
+    """Deliveries per paired block: a few dozen, more with more workers so that the pool is
+    busy for most of a block (it drains at each block's end)."""
+    return max(BLOCK_DELIVERIES, BLOCK_PER_WORKER * workers)
+
+
+def _add(total: RunStats, part: RunStats) -> None:
+    total.elapsed_s += part.elapsed_s
+    total.redeliveries += part.redeliveries
+
+
+def paired_replay(
+    service: IdentityService,
+    probe: ProbeStore,
+    backend: RawBackend,
+    deliveries: Sequence[Delivery],
+    workers: int,
+    event_key: Callable[[str], str],
+    *,
+    block: int = 0,
+    max_failures: int = MAX_FAILURES,
+    progress: bool | str = False,
+) -> tuple[RunStats, RunStats]:
+    """svyaz and the raw limit interleaved in blocks of ``block`` deliveries (default
+    ``block_size(workers)``): svyaz replays block k with the worker pool (its follow-up jobs
+    included), then the raw limit replays the deliveries of block k svyaz applied (and the
+    engine-free fast path, ``_equivalent_replay``), then block k+1. Each delivery is in one
+    block (``Delivery.block``) and replayed once by each side; the elapsed times are sums over
+    the blocks. Returns svyaz's run and the raw run."""
+    size = block or block_size(workers)
+    apply = _Apply(service, probe, max_failures)
+    svyaz, raw = RunStats(), RunStats()
+    shown = _Progress(progress, "svyaz+raw", len(deliveries))
+    applied: list[Delivery] = []
+    for number, start in enumerate(range(0, len(deliveries), size)):
+        part = deliveries[start : start + size]
+        for delivery in part:
+            delivery.block = number
+        _add(svyaz, _svyaz_block(service, apply, part, workers))
+        events = raw_events(part)
+        _add(raw, _raw_block(backend, events, workers, event_key, max_failures))
+        _equivalent_replay(backend, events, workers, event_key)
+        applied += events
+        shown.done(len(part))
+    shown.bar.close()
+    _raw_totals(backend, applied, raw, max_failures)
+    svyaz.blocks = raw.blocks = -(-len(deliveries) // size)
+    svyaz.block_size = raw.block_size = size
+    return _finish(service, apply, svyaz), raw

@@ -5,14 +5,18 @@ follow-up jobs, the svyaz run as a whole, the raw run and the raw/svyaz ratios.
 Event classes (by what svyaz did with the delivery): ``no_change`` (outcome ``unchanged``),
 ``linking`` (``created``, ``attached``, ``merged``, ``conflict``) and ``duplicate`` (a
 redelivery of an applied event). With W busy workers throughput is W / mean service time, so
-the svyaz/raw ratio of a class is ``raw mean service time / svyaz mean service time``.
+the svyaz/raw ratio of a class is ``raw mean service time / svyaz mean service time``: the sum
+of its raw times over the sum of its svyaz times, both taken in the same paired blocks
+(``replay.paired_replay``), so the machine's load of the moment is in both. The median of the
+blocks' own ratios and the client CPU per delivery (raw / svyaz) are reported beside it.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import replace
+from statistics import median
 
 from svyaz.adapters.store.base import Store
 from svyaz.bench.probe import FAST, TRANSACTION
@@ -56,6 +60,21 @@ def _share(part: float, whole: float, digits: int, empty: float | None = None) -
     return round(part / whole, digits) if whole else empty
 
 
+def block_median(group: Sequence[Delivery], limit: Callable[[Delivery], float]) -> float | None:
+    """The median over the paired blocks of ``sum(limit) / sum(service_s)`` of the group's
+    deliveries in each block; None when the group was not replayed in blocks."""
+    by_block: dict[int, list[Delivery]] = defaultdict(list)
+    for delivery in group:
+        if delivery.block >= 0:
+            by_block[delivery.block].append(delivery)
+    shares = [
+        sum(limit(d) for d in part) / service
+        for part in by_block.values()
+        if (service := sum(d.service_s for d in part))
+    ]
+    return round(median(shares), 4) if shares else None
+
+
 def _raw_cost(group: Sequence[Delivery]) -> RawCost | None:
     """Only when every delivery of the group was replayed raw (never a follow-up job)."""
     raw = [d.raw_s for d in group if d.raw_s is not None]
@@ -64,13 +83,16 @@ def _raw_cost(group: Sequence[Delivery]) -> RawCost | None:
     service = _mean([d.service_s for d in group])
     net = _mean([d.service_s - d.lost_s for d in group])
     raw_net = _mean([(d.raw_s or 0.0) - d.raw_lost_s for d in group])
+    raw_cpu = _mean([d.raw_cpu_s for d in group])
     return RawCost(
         raw_service_ms_mean=round(1000 * _mean(raw), 3),
-        raw_cpu_ms_mean=round(1000 * _mean([d.raw_cpu_s for d in group]), 3),
+        raw_cpu_ms_mean=round(1000 * raw_cpu, 3),
         ratio=_share(_mean(raw), service, 4),
         net_service_ms_mean=round(1000 * net, 3),
         raw_net_service_ms_mean=round(1000 * raw_net, 3),
         ratio_net=_share(raw_net, net, 4),
+        ratio_block_median=block_median(group, lambda d: d.raw_s or 0.0),
+        cpu_ratio=_share(raw_cpu, _mean([d.cpu_s for d in group]), 4),
     )
 
 
@@ -81,6 +103,7 @@ def _equivalent_cost(group: Sequence[Delivery]) -> EquivalentCost | None:
     return EquivalentCost(
         equivalent_service_ms_mean=round(1000 * _mean(equivalent), 3),
         ratio_equivalent=_share(_mean(equivalent), _mean([d.service_s for d in group]), 4),
+        equivalent_cpu_ms_mean=round(1000 * _mean([d.equivalent_cpu_s for d in group]), 3),
     )
 
 
@@ -181,11 +204,14 @@ def raw_run(deliveries: Sequence[Delivery], raw: RunStats) -> RawRun:
         dead_lettered=raw.dead_lettered,
         lost_worker_s=round(sum(d.raw_lost_s for d in applied), 3),
         worker_s=round(sum(d.raw_s or 0.0 for d in applied), 3),
+        blocks=raw.blocks,
+        block_size=raw.block_size,
     )
 
 
 def ratios(svyaz: ServiceRun, run: RunStats, raw: RunStats) -> Ratios:
     no_change, fast = svyaz.by_class["no_change"], svyaz.by_class["no_change"].via[FAST]
+    linking = svyaz.by_class["linking"].raw
     return Ratios(
         overall=_share(raw.elapsed_s, run.elapsed_s, 3),
         no_change=no_change.ratio,
@@ -196,4 +222,8 @@ def ratios(svyaz: ServiceRun, run: RunStats, raw: RunStats) -> Ratios:
         duplicate=svyaz.by_class["duplicate"].ratio,
         no_change_net=no_change.ratio_net,
         linking_net=svyaz.by_class["linking"].ratio_net,
+        no_change_block_median=no_change.raw.ratio_block_median if no_change.raw else None,
+        linking_block_median=linking.ratio_block_median if linking else None,
+        no_change_cpu=no_change.raw.cpu_ratio if no_change.raw else None,
+        linking_cpu=linking.cpu_ratio if linking else None,
     )

@@ -41,6 +41,8 @@ RAW_KEYS = [
     "net_service_ms_mean",
     "raw_net_service_ms_mean",
     "ratio_net",
+    "ratio_block_median",  # the paired blocks' median (new keys only ever follow the old ones)
+    "cpu_ratio",
 ]
 EVENT_COST_KEYS = ["status", "path", "reads", "writes", "rpcs", "repointed_after", "ms", "follow_up_ms"]
 
@@ -98,7 +100,7 @@ def test_the_json_keys_are_the_ones_svyaz_bench_printed_before_the_typed_report(
     assert list(svyaz["by_class"]) == ["no_change", "linking", "duplicate"]
     no_change = svyaz["by_class"]["no_change"]
     assert list(no_change) == CLASS_KEYS + RAW_KEYS + ["via_fast_path", "via_transaction"]
-    equivalent = ["equivalent_service_ms_mean", "ratio_equivalent"]
+    equivalent = ["equivalent_service_ms_mean", "ratio_equivalent", "equivalent_cpu_ms_mean"]
     assert list(no_change["via_fast_path"]) == CLASS_KEYS + RAW_KEYS + equivalent
     assert list(svyaz["by_class"]["linking"]) == CLASS_KEYS + RAW_KEYS
     assert list(svyaz["jobs"]) == CLASS_KEYS + ["kinds"]  # never replayed raw
@@ -111,6 +113,8 @@ def test_the_json_keys_are_the_ones_svyaz_bench_printed_before_the_typed_report(
         "dead_lettered",
         "lost_worker_s",
         "worker_s",
+        "blocks",
+        "block_size",
     ]
     assert list(printed["ratios"]) == [
         "overall",
@@ -122,6 +126,10 @@ def test_the_json_keys_are_the_ones_svyaz_bench_printed_before_the_typed_report(
         "duplicate",
         "no_change_net",
         "linking_net",
+        "no_change_block_median",
+        "linking_block_median",
+        "no_change_cpu",
+        "linking_cpu",
     ]
 
 
