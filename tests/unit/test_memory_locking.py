@@ -43,14 +43,14 @@ class Deciding:
         return getattr(self.inner, name)
 
     def transact(
-        self, identifiers: list[Identifier], event_id: str, decide: Any, touchpoint_name: Any = None
+        self, identifiers: list[Identifier], event_id: str, decide: Any, touchpoint: Any = None, **kw: Any
     ):
         def deciding(snapshot: Any) -> Any:
             self.decisions += 1
             self.during(threading.current_thread().name)
             return decide(snapshot)
 
-        return self.inner.transact(identifiers, event_id, deciding, touchpoint_name)
+        return self.inner.transact(identifiers, event_id, deciding, touchpoint, **kw)
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from svyaz.adapters.store.base import (
     FOLD_INTERVAL_MS,
     Duplicate,
     ErasureReport,
+    FirstRead,
     Store,
     StoreError,
     Unstorable,
@@ -134,8 +135,8 @@ class IdentityService:
 
     def _apply(self, event: Event) -> Outcome:
         observation = observe(event, self.policy)
-        applied = self._fast_path(observation) if may_take_fast_path(observation) else None
-        outcome, jobs = applied if applied is not None else self._transaction(observation)
+        applied, first = self._fast_path(observation) if may_take_fast_path(observation) else (None, None)
+        outcome, jobs = applied if applied is not None else self._transaction(observation, first)
         if outcome.duplicate:
             self.stats["duplicates"] += 1
         elif outcome.profile_id:
@@ -150,34 +151,37 @@ class IdentityService:
         return outcome
 
     # --- the fast path: one read round, one create (and a state check when it was slow) -------
-    def _fast_path(self, observation: Observation) -> Applied | None:
+    def _fast_path(self, observation: Observation) -> tuple[Applied | None, FirstRead | None]:
+        """The event applied, or None and (when nothing was written) its read round, which
+        the transaction starts from: a linking event costs two read rounds and one commit."""
         event = observation.event
         started, written_ms = self.clock(), to_ms(datetime.now(UTC))
-        snapshot = self.store.first_read(observation.all_linking, event.event_id)
+        first = self.store.first_read(observation.all_linking, event.event_id)
+        snapshot = first.snapshot
         replay = replay_plan(observation, snapshot)
         if replay is not None:
-            return self._replayed(replay, snapshot.applied)
+            return self._replayed(replay, snapshot.applied), None
         owner = fast_path_owner(observation, snapshot.records)
         if owner is None:
-            return None
+            return None, first
         touchpoint = touchpoint_for(observation, owner)
         try:
             self.store.create_touchpoint(touchpoint, written_ms)
         except Duplicate:
-            return None  # applied meanwhile: the transaction answers as a duplicate
+            return None, None  # applied meanwhile: the transaction answers as a duplicate
         if (self.clock() - started) * 1000 < FAST_GRACE_MS:
             # The grace argument (docs/identity-graph.md): a merge, erasure or split its read
             # missed is caught by the job's last pass, a late touch's order credit by its fold.
             self.stats["fast_path"] += 1
-            return Outcome(event.event_id, "unchanged", owner, dropped=list(observation.dropped)), []
+            return (Outcome(event.event_id, "unchanged", owner, dropped=list(observation.dropped)), []), None
         verdict, jobs = fast_path_verdict(observation, self.store.profile_state(owner))
         if verdict != "applied":
             # Merged away or erased between the read and the write: no write stays on it.
             self.store.withdraw_touchpoint(touchpoint)
             self.stats["fast_path_fallbacks"] += 1
-            return None
+            return None, None
         self.stats["fast_path"] += 1
-        return Outcome(event.event_id, "unchanged", owner, dropped=list(observation.dropped)), jobs
+        return (Outcome(event.event_id, "unchanged", owner, dropped=list(observation.dropped)), jobs), None
 
     def _replayed(self, replay: Plan, applied: Touchpoint | None) -> Applied:
         """A redelivery. A fast-path touchpoint whose profile was erased before the write was
@@ -190,13 +194,14 @@ class IdentityService:
         return replay.outcome, replay.jobs
 
     # --- the transaction ----------------------------------------------------------------------
-    def _transaction(self, observation: Observation) -> Applied:
+    def _transaction(self, observation: Observation, first: FirstRead | None = None) -> Applied:
         new_id = self.id_factory()
         plan = self.store.transact(
             observation.all_linking,
             observation.event.event_id,
             lambda snapshot: plan_event(observation, snapshot, self.policy, new_id),
             observation.touchpoint_name,
+            first=first,
         )
         if not plan.outcome.duplicate:
             self.stats["transactions"] += 1

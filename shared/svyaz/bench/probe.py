@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from svyaz.adapters.store.base import Decide, Keys, Store
+from svyaz.adapters.store.base import Decide, FirstRead, Keys, Store
 from svyaz.domain.merge import Plan, Snapshot
 from svyaz.domain.model import Identifier, Profile, Touchpoint
 
@@ -70,7 +70,7 @@ class Trace:
     def tx_read_paths(self) -> list[str]:
         """Paths of the documents the transaction read (last attempt)."""
         keys = self.keys
-        if keys is None or not self.tx_reads:
+        if keys is None or self.plan is None:  # no transaction
             return []
         reads = [f"identifiers/{key}" for key in self.identifier_keys]
         reads += [f"profiles/{pid}" for pid in self.tx_profile_ids]
@@ -144,16 +144,17 @@ class ProbeStore:
         # Outside begin() / end(): the call is measured into a throwaway trace.
         return self._current.trace or Trace()
 
-    def first_read(self, identifiers: Iterable[Identifier], event_id: str) -> Snapshot:
+    def first_read(self, identifiers: Iterable[Identifier], event_id: str) -> FirstRead:
         identifiers = list(identifiers)
-        snapshot = self.inner.first_read(identifiers, event_id)
+        first = self.inner.first_read(identifiers, event_id)
+        snapshot = first.snapshot
         trace = self.trace
         trace.identifiers, trace.keys, trace.event_id = identifiers, self.inner.keys, event_id
         # identifier documents + the idempotency record + the event's touchpoint
         trace.pre_reads = len(identifiers) + 2
         if snapshot.processed is not None or snapshot.applied is not None:
             trace.path = DUPLICATE
-        return snapshot
+        return first
 
     def create_touchpoint(self, touchpoint: Touchpoint, written_ms: int = 0) -> None:
         self.inner.create_touchpoint(touchpoint, written_ms)
@@ -165,7 +166,12 @@ class ProbeStore:
         return self.inner.profile_state(profile_id)
 
     def transact(
-        self, identifiers: list[Identifier], event_id: str, decide: Decide, touchpoint_name: str | None = None
+        self,
+        identifiers: list[Identifier],
+        event_id: str,
+        decide: Decide,
+        touchpoint_name: str | None = None,
+        first: FirstRead | None = None,
     ) -> Plan:
         seen: list[Snapshot] = []
 
@@ -173,7 +179,8 @@ class ProbeStore:
             seen.append(snapshot)
             return decide(snapshot)
 
-        plan = self.inner.transact(identifiers, event_id, observed, touchpoint_name)
+        identifiers = list(identifiers)
+        plan = self.inner.transact(identifiers, event_id, observed, touchpoint_name, first=first)
         trace = self.trace
         snapshot = seen[-1]
         trace.identifiers, trace.keys, trace.event_id = list(identifiers), self.inner.keys, event_id
@@ -181,9 +188,12 @@ class ProbeStore:
         trace.plan = plan
         trace.fast_touchpoint = None
         # identifier documents + profiles + the idempotency record + the event's touchpoint
-        # (+ the touchpoint it updates)
+        # (+ the touchpoint it updates); an attempt started from the fast path's read
+        # (``first``, counted in ``pre_reads``) read only the profiles
         updates = touchpoint_name is not None and touchpoint_name != event_id
-        trace.tx_reads = len(identifiers) + len(snapshot.profiles) + 2 + int(updates)
+        seeded = len(seen) == 1 and first is not None and first.seeds(identifiers, event_id, touchpoint_name)
+        first_round = 0 if seeded else len(identifiers) + 2 + int(updates)
+        trace.tx_reads = first_round + len(snapshot.profiles)
         if plan.outcome.duplicate:
             trace.path = DUPLICATE
             return plan

@@ -132,6 +132,25 @@ class Write:
 
 
 @dataclass
+class FirstRead:
+    """The fast path's read round, kept so that the transaction a linking event falls back to
+    starts from it instead of reading the same documents again: what it found, and the store's
+    record of what it read (``_reading``: revisions, or update times and the read time), which
+    the first attempt's commit checks like any read of its own. Good for one transaction."""
+
+    identifiers: list[Identifier]
+    event_id: str
+    snapshot: Snapshot
+    reads: Any
+
+    def seeds(self, identifiers: list[Identifier], event_id: str, touchpoint_name: str | None) -> bool:
+        """It is what that transaction's first round would read, but the blocklist entries
+        (read with the profiles then): the same identifiers and no earlier touchpoint."""
+        same = identifiers == self.identifiers and event_id == self.event_id
+        return same and touchpoint_name in (None, event_id)
+
+
+@dataclass
 class Found:
     """A document a query found, with its revision (for conditional writes)."""
 
@@ -197,9 +216,16 @@ class Store(ABC):
         """One document with its revision (for a conditional write), or None."""
 
     @abstractmethod
-    def _transaction(self, body: Callable[[Get], tuple[T, list[Write]]]) -> T:
+    def _reading(self) -> tuple[Get, Any]:
+        """A getter that reads as a transaction does, and the record it keeps of what it read
+        (what the commit's preconditions check); lock-free, like every read."""
+
+    @abstractmethod
+    def _transaction(self, body: Callable[[Get], tuple[T, list[Write]]], reads: Any = None) -> T:
         """Run ``body`` (reads through the getter it is given, then the writes it returns) as
-        one serializable transaction; retried on contention, else ``Contention``."""
+        one serializable transaction; retried on contention, else ``Contention``. ``reads``: a
+        ``_reading`` record of rounds read before, the first attempt's start (retries read
+        everything afresh)."""
 
     @abstractmethod
     def _commit(self, writes: list[Write]) -> None:
@@ -296,18 +322,31 @@ class Store(ABC):
         )
 
     def _gather(
-        self, get: Get, identifiers: list[Identifier], event_id: str, touchpoint_name: str | None = None
+        self,
+        get: Get,
+        identifiers: list[Identifier],
+        event_id: str,
+        touchpoint_name: str | None = None,
+        seed: Snapshot | None = None,
     ) -> Snapshot:
-        """The first round, then profiles round by round until every ``merged_into`` chain
-        ends (one round when chains are short, which the repoint jobs keep them)."""
-        snapshot = self._first_round(get, identifiers, event_id, touchpoint_name, blocklist=True)
+        """The first round (or ``seed``: the fast path's, read by ``get`` before), then profiles
+        round by round until every ``merged_into`` chain ends (one round when chains are short,
+        which the repoint jobs keep them). A seed lacks the blocklist entries: they are read
+        with the first round of profiles."""
+        blocks: dict[Ref, Identifier] = {}
+        if seed is None:
+            snapshot = self._first_round(get, identifiers, event_id, touchpoint_name, blocklist=True)
+        else:
+            snapshot, blocks = seed, {(BLOCKLIST, self.keys.identifier(i)): i for i in identifiers}
         if snapshot.processed is not None or snapshot.applied is not None:
             return snapshot  # a duplicate needs nothing else
         for _ in range(MAX_HOPS):
             missing = snapshot.missing_profile_ids()
-            if not missing:
+            if not missing and not blocks:
                 return snapshot
-            found = get([(PROFILES, pid) for pid in sorted(missing)])
+            found = get([*blocks, *((PROFILES, pid) for pid in sorted(missing))])
+            snapshot.blocked |= {i for ref, i in blocks.items() if ref in found}
+            blocks = {}
             for pid in missing:
                 doc = found.get((PROFILES, pid))
                 # A record may point at a profile that no longer exists (erased and swept).
@@ -329,22 +368,36 @@ class Store(ABC):
         return writes
 
     def transact(
-        self, identifiers: list[Identifier], event_id: str, decide: Decide, touchpoint_name: str | None = None
+        self,
+        identifiers: list[Identifier],
+        event_id: str,
+        decide: Decide,
+        touchpoint_name: str | None = None,
+        first: FirstRead | None = None,
     ) -> Plan:
         """In one transaction: read the snapshot (all reads first; with ``touchpoint_name``
         also the touchpoint the event updates), call ``decide``, write the plan. ``decide``
-        may be called again on retry; it must be pure. Raises ``Contention``."""
+        may be called again on retry; it must be pure. Raises ``Contention``. ``first``: the
+        fast path's read round of this event, the first attempt's first round (one round trip
+        less); its documents are guarded by the commit like the attempt's own reads."""
+        seeded = first is not None and first.seeds(identifiers, event_id, touchpoint_name)
+        seeds = [first.snapshot] if first is not None and seeded else []
 
         def body(get: Get) -> tuple[Plan, list[Write]]:
-            plan = decide(self._gather(get, identifiers, event_id, touchpoint_name))
+            seed = seeds.pop() if seeds else None  # the first attempt only, as its reads
+            plan = decide(self._gather(get, identifiers, event_id, touchpoint_name, seed))
             return plan, ([] if plan.outcome.duplicate else self.plan_writes(plan, event_id))
 
-        return self._transaction(body)
+        return self._transaction(body, first.reads if first is not None and seeded else None)
 
-    def first_read(self, identifiers: Iterable[Identifier], event_id: str) -> Snapshot:
+    def first_read(self, identifiers: Iterable[Identifier], event_id: str) -> FirstRead:
         """The fast path's one read round: idempotency record, touchpoint, identifier records
-        (no profiles: the owner's state is checked after the write)."""
-        return self._first_round(self._get, list(identifiers), event_id, None)
+        (no profiles: the owner's state is checked after the write). Read as a transaction
+        reads, so a linking event's transaction can start from it (``transact(first=...)``)."""
+        get, reads = self._reading()
+        identifiers = list(identifiers)
+        snapshot = self._first_round(get, identifiers, event_id, None)
+        return FirstRead(identifiers, event_id, snapshot, reads)
 
     def read_snapshot(self, identifiers: Iterable[Identifier], event_id: str) -> Snapshot:
         """What a transaction would read, without one (audits, tests)."""

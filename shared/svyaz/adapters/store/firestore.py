@@ -130,10 +130,16 @@ class FirestoreStore(Store):
     def _backoff(self) -> Backoff:
         return Backoff(self.max_attempts, self.base_delay, self.max_delay)
 
-    def _transaction(self, body: Callable[[Get], tuple[T, list[Write]]]) -> T:
+    def _reading(self) -> tuple[Get, dict[Any, Any]]:
+        seen: dict[Any, Any] = {}
+        return (lambda refs, fields=None: self._get(refs, fields, seen)), seen
+
+    def _transaction(self, body: Callable[[Get], tuple[T, list[Write]]], reads: Any = None) -> T:
+        earlier = [] if reads is None else [reads]  # the first attempt's rounds read before
+
         def once() -> T:
             failed = self.on_attempt() if self.on_attempt is not None else None
-            seen: dict[Any, Any] = {}
+            seen: dict[Any, Any] = earlier.pop() if earlier else {}
             try:
                 result, writes = body(lambda refs, fields=None: self._get(refs, fields, seen))
                 if writes:

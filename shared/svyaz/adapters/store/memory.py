@@ -173,9 +173,14 @@ class MemoryStore(Store):
             found = self._found(ref[0], [ref[1]])
         return found[0] if found else None
 
-    def _transaction(self, body: Callable[[Get], tuple[T, list[Write]]]) -> T:
+    def _reading(self) -> tuple[Get, dict[Ref, int | None]]:
+        read: dict[Ref, int | None] = {}  # the revision each document had when first read
+        return self._recording(read), read
+
+    def _transaction(self, body: Callable[[Get], tuple[T, list[Write]]], reads: Any = None) -> T:
         for _ in range(MAX_ATTEMPTS):
-            read: dict[Ref, int | None] = {}  # the revision each document had when first read
+            read: dict[Ref, int | None] = {} if reads is None else reads
+            reads = None  # a retry reads everything afresh
             try:
                 result, writes = body(self._recording(read))
             except Exception:
