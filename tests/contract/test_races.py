@@ -348,3 +348,38 @@ def test_profile_totals_are_derived_from_the_family_touchpoints(store, policy):
     assert totals["counters"] == {"events": 4, "type_page": 4}
     assert totals["first_touch"]["source"] == "vk" and totals["last_seen"].endswith("12:05:00Z")
     assert profile_totals(store, "no-such-profile") is None
+
+
+def test_an_erased_customers_events_redelivered_name_no_profile_and_their_records_forget_it(store, policy):
+    # Idempotency records name profiles (outcome, jobs); once the customer is erased a
+    # redelivery must answer with no profile (no profile update, no warehouse row of it) and no
+    # record may keep the erased ids. Another customer's record keeps its own outcome.
+    from svyaz.adapters.store.base import PROCESSED
+    from svyaz.app.warehouse import touchpoint_row
+
+    service = IdentityService(store, policy)
+    lead = event({"user_id": "u1", "email": "i@x.ru"}, type="lead", traits={"first_name": "Ekaterina"})
+    kept = service.apply(lead).profile_id
+    cookie = service.apply(event({"client_id": "c1", "session_id": "s1"}, minutes=1)).profile_id
+    merge = event({"email": "i@x.ru", "session_id": "s1"}, type="lead", minutes=2)
+    assert service.apply(merge).merged_profile_ids == [cookie]
+    other = event({"user_id": "u2", "email": "i@x.ru"}, type="lead", minutes=3)  # refused link to it
+    refused = service.apply(other)
+    assert refused.status == "conflict" and refused.conflicts[0].profile_id == kept
+    family = {kept, cookie}
+    assert any(family & set(repr(doc).split("'")) for _, doc in store._scan(PROCESSED))
+
+    report = service.erase(kept)
+    assert sorted(report.profile_ids) == sorted(family)
+    for _, doc in store._scan(PROCESSED):
+        assert not any(pid in repr(doc) for pid in family), doc
+    for again in (lead, merge):
+        replayed = service.apply(again)
+        assert replayed.duplicate and replayed.event_id == again.event_id
+        assert replayed.profile_id is None and replayed.merged_profile_ids == []
+        assert touchpoint_row(again, replayed) is None
+    assert service.stats["transactions"] == 4  # the redeliveries wrote nothing
+    still = service.apply(other)
+    assert still.duplicate and still.profile_id == refused.profile_id
+    assert [c.profile_id for c in still.conflicts] == [None] and still.conflicts[0].kind == "email"
+    assert store.lookup(Identifier("email", "i@x.ru")) is None

@@ -142,6 +142,32 @@ class Replay:
         return cls(Outcome.from_dict(doc["outcome"]), [Job.from_dict(j) for j in doc.get("jobs") or []])
 
 
+def named_profiles(outcome: Outcome) -> list[str]:
+    """Every profile id an outcome names (kept on the idempotency record, indexed, so an
+    erasure finds the records that name its customer)."""
+    ids = {outcome.profile_id, *outcome.merged_profile_ids, *(c.profile_id for c in outcome.conflicts)}
+    ids |= {m.get("from_profile_id") for m in outcome.moved}
+    return sorted(i for i in ids if i)
+
+
+def replay_after_erasure(replay: Replay, erased: set[str]) -> Replay:
+    """An idempotency record once the profiles ``erased`` (a customer's family) are erased. An
+    event of that customer keeps only the fact that it was applied: no profile, no ids, no jobs,
+    so its redelivery is a duplicate answering with no profile and publishing nothing of the
+    customer. Another customer's event forgets the erased ids it names (a refused link to the
+    erased customer, a device moved from them)."""
+    outcome = replay.outcome
+    if outcome.profile_id is None or outcome.profile_id in erased or erased & set(outcome.merged_profile_ids):
+        return Replay(Outcome("", "unchanged", None))
+    kept = dataclasses.replace(
+        outcome,
+        conflicts=[c if c.profile_id not in erased else Dropped(c.kind, c.reason) for c in outcome.conflicts],
+        moved=[m if m.get("from_profile_id") not in erased else {"kind": m["kind"]} for m in outcome.moved],
+    )
+    jobs = [j for j in replay.jobs if j.subject not in erased and j.target not in erased]
+    return Replay(kept, jobs)
+
+
 @dataclass
 class Snapshot:
     """What the store read for one event: identifier records, every profile they point to
@@ -499,7 +525,7 @@ def replay_plan(observation: Observation, snapshot: Snapshot) -> Plan | None:
     """Exactly once: an event applied before answers with its first outcome and jobs."""
     if snapshot.processed is not None:
         outcome = Outcome.from_dict(snapshot.processed.outcome.as_dict())
-        outcome.duplicate = True
+        outcome.event_id, outcome.duplicate = observation.event.event_id, True  # (erased: no id kept)
         return Plan(outcome=outcome, jobs=list(snapshot.processed.jobs))
     applied = snapshot.applied
     if applied is not None:  # applied by the fast path, or erased since (a stub)

@@ -39,7 +39,9 @@ from svyaz.domain.merge import (
     Snapshot,
     aggregate,
     follow_chain,
+    named_profiles,
     order_credit,
+    replay_after_erasure,
 )
 from svyaz.domain.model import (
     AuditEntry,
@@ -364,6 +366,7 @@ class Store(ABC):
         writes += [Write(AUDIT, self.keys.audit(entry), entry.to_doc()) for entry in plan.audit]
         replay = Replay(plan.outcome, plan.jobs).as_doc()
         replay["expire_at"] = self.expiry(datetime.now(UTC))
+        replay["profile_ids"] = named_profiles(plan.outcome)  # what an erasure looks them up by
         writes.append(Write(*self._processed_ref(event_id), replay, "create"))
         return writes
 
@@ -561,6 +564,7 @@ class Store(ABC):
             stub = {"erased": True, "expire_at": self.expiry(datetime.now(UTC))}
             self._commit([Write(TOUCHPOINTS, f.key, dict(stub)) for f in found])
             touchpoints += len(found)
+        self._forget_in_replays(set(family))
         audit = {f.key for f in self._where_in(AUDIT, "profile_ids", family, contains=True)}
         splits = [f.key for f in self._where_in(SPLITS, "profile_id", family)]
         self._commit(
@@ -573,6 +577,19 @@ class Store(ABC):
         if final:
             self._commit([Write(*ref, {"swept_family": None, "swept_ms": None}, "update")])
         return ErasureReport(sorted(family), records, touchpoints, root_id)
+
+    def _forget_in_replays(self, family: set[str]) -> None:
+        """The idempotency records naming the erased family keep no trace of it
+        (``replay_after_erasure``); each rewrite drops the family from ``profile_ids``, so the
+        query ends and a repeated sweep finds nothing."""
+        ids = sorted(family)
+        while found := self._where_in(PROCESSED, "profile_ids", ids, BATCH, contains=True):
+            writes = []
+            for f in found:
+                replay = replay_after_erasure(Replay.from_doc(f.doc), family)
+                doc = {**replay.as_doc(), "expire_at": f.doc.get("expire_at")}
+                writes.append(Write(PROCESSED, f.key, {**doc, "profile_ids": named_profiles(replay.outcome)}))
+            self._commit(writes)
 
     def _delete_all(self, find: Callable[[], list[Found]], collection: str) -> int:
         deleted = failures = 0

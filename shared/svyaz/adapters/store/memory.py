@@ -53,6 +53,7 @@ INDEXED = {
     TOUCHPOINTS: "profile_id",
     AUDIT: "profile_ids",
     SPLITS: "profile_id",
+    PROCESSED: "profile_ids",
 }
 
 
