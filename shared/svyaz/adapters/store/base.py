@@ -174,6 +174,7 @@ class Keys:
 
     def __init__(self, pepper: bytes) -> None:
         self._pepper = pepper
+        self._last_event = ("", "")  # (event id, key): one event's key is asked for 3 times in a row
 
     def _hash(self, text: str) -> str:
         return hmac.new(self._pepper, text.encode(), hashlib.sha256).hexdigest()
@@ -182,7 +183,12 @@ class Keys:
         return self._hash(f"{identifier.kind}:{identifier.value}")
 
     def event(self, event_id: str) -> str:
-        return self._hash(f"event:{event_id}")
+        last_id, last_key = self._last_event  # one tuple read: safe across worker threads
+        if event_id == last_id and last_id:
+            return last_key
+        key = self._hash(f"event:{event_id}")
+        self._last_event = (event_id, key)
+        return key
 
     def audit(self, entry: AuditEntry) -> str:
         return self._hash(entry.name)

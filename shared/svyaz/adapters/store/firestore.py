@@ -112,16 +112,18 @@ class FirestoreStore(Store):
         (None: missing) as first read; its first round fixes the snapshot the next ones read."""
         if not refs:
             return {}
-        by_path = {self._ref(ref).path: ref for ref in refs}
-        wanted = [self.client.document(path) for path in by_path]
+        wanted = {self._ref(ref): ref for ref in refs}
+        by_path = {doc_ref.path: ref for doc_ref, ref in wanted.items()}
         at = None if seen is None else seen.get(SNAPSHOT)
-        docs = list(self.client.get_all(wanted, field_paths=fields, read_time=at))
+        docs = list(self.client.get_all(list(wanted), field_paths=fields, read_time=at))
         if seen is not None:
             if docs and at is None:
                 seen[SNAPSHOT] = docs[0].read_time
             for d in docs:
                 seen.setdefault(by_path[d.reference.path], d.update_time if d.exists else None)
-        return {by_path[d.reference.path]: d.to_dict() for d in docs if d.exists}
+        # The snapshot's own data, not ``to_dict()``: the client deep-copied it into the snapshot
+        # already, and nothing else holds that snapshot (a second deep copy per document read).
+        return {by_path[d.reference.path]: d._data for d in docs if d.exists}
 
     def _get_found(self, ref: Ref) -> Found | None:
         doc = self._ref(ref).get()
