@@ -13,7 +13,7 @@ import pytest
 from svyaz.adapters.store.base import Contention
 from svyaz.adapters.store.memory import MemoryStore
 from svyaz.bench.harness import BenchConfig, run_bench
-from svyaz.bench.probe import ProbeStore
+from svyaz.bench.probe import FAST, ProbeStore
 from svyaz.bench.replay import Delivery, block_size, paired_replay
 from svyaz.bench.summary import class_stats
 from tests.helpers import event
@@ -32,10 +32,11 @@ class Log:
 
 
 class Service:
-    """svyaz's side: every event is a no-change event; ``fail`` events raise Contention once."""
+    """svyaz's side: every event is a no-change event, the even ones through the fast path;
+    ``fail`` events raise Contention once."""
 
-    def __init__(self, log: Log, fail: set[str]) -> None:
-        self.log, self.fail = log, set(fail)
+    def __init__(self, log: Log, fail: set[str], probe: ProbeStore) -> None:
+        self.log, self.fail, self.probe = log, set(fail), probe
 
     def apply(self, e):
         with self.log.lock:
@@ -43,6 +44,8 @@ class Service:
                 self.fail.discard(e.event_id)
                 raise Contention("busy")
         self.log.add("svyaz", e.event_id)
+        if int(e.event_id[1:]) % 2 == 0:
+            self.probe.trace.path = FAST
 
         class Outcome:
             status, duplicate = "unchanged", False
@@ -62,10 +65,14 @@ class Raw:
         self.log.add("raw", touchpoint_id)
         return 0.0
 
+    def fast_path(self, identifier_keys, touchpoint_id, doc) -> float:
+        self.log.add("equivalent", touchpoint_id)
+        return 0.0
+
     def linking(self, read_paths, writes) -> float:
         raise AssertionError("every event here is a no-change event")
 
-    duplicate = fast_path = linking
+    duplicate = linking
 
 
 @pytest.mark.parametrize("workers", [1, 3])
@@ -75,35 +82,41 @@ def test_blocks_alternate_and_each_delivery_runs_once_on_each_side(workers: int)
         Delivery(n, event({"client_id": f"c{n}"}, event_id=f"e{n}"), ordering_key=f"k{n % 4}")
         for n in range(23)
     ]
-    service = Service(log, fail={"e2", "e11"})  # redelivered within their block, before its raw turn
+    probe = ProbeStore(MemoryStore())
+    service = Service(log, {"e2", "e11"}, probe)  # redelivered within their block, before its raw turn
     svyaz, raw = paired_replay(
         service,  # type: ignore[arg-type]
-        ProbeStore(MemoryStore()),
+        probe,
         Raw(log),  # type: ignore[arg-type]
         deliveries,
         workers,
         lambda event_id: event_id,
         block=5,
     )
-    assert Counter(log.entries) == Counter([(side, f"e{n}") for n in range(23) for side in ("svyaz", "raw")])
+    once = [(side, f"e{n}") for n in range(23) for side in ("svyaz", "raw")]
+    assert Counter(log.entries) == Counter(once + [("equivalent", f"e{n}") for n in range(0, 23, 2)])
     assert [d.block for d in deliveries] == [n // 5 for n in range(23)]
-    # The log is svyaz block 0, raw block 0, svyaz block 1, raw block 1, ...: each turn one side
-    # and exactly one block's events.
+    # The log is svyaz block 0, raw block 0, its fast-path events' equivalent, svyaz block 1, the
+    # equivalent, raw block 1, ...: each turn one side and exactly one block's events; the two
+    # engine-free replays take turns at following svyaz.
     turns = [
         (side, {event_id for _, event_id in run}) for side, run in groupby(log.entries, key=lambda e: e[0])
     ]
-    expected = [
-        (side, {f"e{n}" for n in range(start, min(start + 5, 23))})
-        for start in range(0, 23, 5)
-        for side in ("svyaz", "raw")
-    ]
+    expected = []
+    for block, start in enumerate(range(0, 23, 5)):
+        events = range(start, min(start + 5, 23))
+        engine_free = [
+            ("raw", {f"e{n}" for n in events}),
+            ("equivalent", {f"e{n}" for n in events if n % 2 == 0}),
+        ]
+        expected += [("svyaz", {f"e{n}" for n in events}), *(engine_free[::-1] if block % 2 else engine_free)]
     assert turns == expected
     assert (svyaz.blocks, svyaz.block_size, raw.blocks, raw.block_size) == (5, 5, 5, 5)
     assert svyaz.redeliveries == 2 and raw.redeliveries == 0
 
 
 def test_the_block_grows_with_the_worker_pool() -> None:
-    assert block_size(1) == block_size(2) == 48
+    assert block_size(1) == block_size(2) == block_size(3) == 24
     assert block_size(8) == 64
 
 
@@ -143,3 +156,37 @@ def test_the_bench_report_says_how_its_ratios_were_paired() -> None:
     assert no_change["cpu_ratio"] == report["ratios"]["no_change_cpu"]
     assert no_change["ratio_block_median"] == report["ratios"]["no_change_block_median"] is not None
     assert report["accuracy"]["precision"] == 1.0 and report["svyaz"]["dead_lettered"] == 0
+
+
+class Client:
+    """A Firestore client that records the round trips the raw backend sends."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def collection(self, name: str) -> Client:
+        return self
+
+    def document(self, name: str) -> Client:
+        return self
+
+    def get_all(self, refs, transaction=None):
+        self.sent.append("BatchGet")
+        return iter(())
+
+    def create(self, doc) -> None:
+        self.sent.append("Commit")
+
+    def get(self, **_fields) -> None:
+        self.sent.append("Get")
+
+
+def test_the_equivalent_replay_sends_the_fast_paths_two_round_trips() -> None:
+    """svyaz's fast path is one read round and one create (docs/performance.md), so the
+    engine-free replay it is compared to (``ratio_equivalent``) sends exactly those."""
+    pytest.importorskip("google.cloud.firestore")
+    from svyaz.bench.raw import FirestoreRaw
+
+    client = Client()
+    FirestoreRaw(client).fast_path(["id-1", "id-2"], "t-1", {"at": 1})
+    assert client.sent == ["BatchGet", "Commit"]
