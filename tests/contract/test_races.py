@@ -68,10 +68,13 @@ def slow(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_a_page_view_racing_a_merge_stays_with_the_survivor(store, policy):
     # Its read saw the record of c1 still on the newer profile: the view is ordered before the
-    # merge, written on the profile merged away (a tombstone of the survivor's family, like
-    # every touchpoint that profile had), and counted by the survivor.
+    # merge and written on the profile merged away, and its outcome names that profile. The
+    # merge's settle job (after the repoint, a grace period later) gives it to the survivor and
+    # tells downstream first: the event belongs to the survivor.
     jobs = PendingJobs()
     service = IdentityService(store, policy, jobs=jobs)
+    told: list[tuple[str, str, str]] = []
+    service.updates = lambda settled: told.extend((t.event_id, pid, t.profile_id) for t, pid in settled)
     older, newer = two_profiles(service)
     merge = event({"client_id": ["c1", "old"]}, minutes=5)
     racing = IdentityService(
@@ -80,10 +83,12 @@ def test_a_page_view_racing_a_merge_stays_with_the_survivor(store, policy):
     view = event({"client_id": "c1"}, minutes=6, context={"source": "vk", "medium": "social"})
     outcome = racing.apply(view)
     assert racing.stats["fast_path"] == 1 and "profile_state" not in racing.store.calls
+    assert outcome.profile_id == newer  # what the first profile update and warehouse row say
     assert store.resolve(outcome.profile_id).profile_id == older
-    jobs.run_all(service)  # the merge's repoint, the folds
+    jobs.run_all(service)  # the merge's repoint, its settle job, the folds
     assert store.get_profile(newer).status == "merged"
-    assert view.event_id in owner_of_touchpoint_in_family(store, older)
+    assert owner_of_touchpoint(store, [older, newer], view.event_id) == [older]
+    assert told == [(view.event_id, older, newer)]
     survivor = store.lookup(Identifier("client_id", "c1"))
     assert survivor.profile_id == older and survivor.counters["events"] == 4
     assert survivor.last_touch.attribution == {"source": "vk", "medium": "social"}
@@ -93,6 +98,38 @@ def test_a_page_view_racing_a_merge_stays_with_the_survivor(store, policy):
 
 def owner_of_touchpoint_in_family(store: Store, profile_id: str) -> set[str]:
     return {t.event_id for t in store.touchpoints(store.family(profile_id), 500)}
+
+
+def test_page_views_reading_a_losers_records_before_the_repoint_go_to_the_survivor(store, policy):
+    # After the merge commits, the loser's records the merge did not touch still point at it
+    # until the repoint job runs: fast-path views of them land on the tombstone. The settle job,
+    # a grace period after the repoint, gives each to the survivor and corrects downstream once.
+    jobs = PendingJobs()
+    service = IdentityService(store, policy, jobs=jobs)
+    told: list[tuple[str, str, str]] = []
+    service.updates = lambda settled: told.extend((t.event_id, pid, t.profile_id) for t, pid in settled)
+    older, newer = two_profiles(service)
+    before = event({"session_id": "s1"}, minutes=3)  # the loser's own view, before the merge
+    assert service.apply(before).profile_id == newer
+    jobs.jobs.clear()
+    service.apply(event({"client_id": ["c1", "old"]}, minutes=5))
+    views = [event({"session_id": "s1"}, minutes=6 + n) for n in range(2)]
+    assert [service.apply(v).profile_id for v in views] == [newer, newer]  # s1 not re-pointed yet
+    repoint = next(j for j in jobs.jobs if j.kind == "repoint")
+    service.run_job(repoint)
+    [settle] = [j for j in jobs.jobs if j.kind == "settle"]
+    with pytest.raises(Later):
+        service.run_job(settle)  # as the queue delivers it: due a grace period after the repoint
+    assert told == []
+    jobs.run_all(service)
+    assert sorted(told) == sorted((v.event_id, older, newer) for v in [before, *views])
+    assert all(owner_of_touchpoint(store, [older, newer], v.event_id) == [older] for v in views)
+    assert service.apply(views[0]).profile_id == older  # a redelivery names the survivor too
+    told.clear()
+    service.run_job(settle, debounce=False)  # redelivered: nothing left, nothing said again
+    assert told == []
+    assert store.lookup(Identifier("session_id", "s1")).counters["events"] == 6
+    check_invariants(store, policy)
 
 
 def test_a_slow_page_view_merged_away_after_its_write_is_withdrawn_and_applied_to_the_survivor(
@@ -383,3 +420,15 @@ def test_an_erased_customers_events_redelivered_name_no_profile_and_their_record
     assert still.duplicate and still.profile_id == refused.profile_id
     assert [c.profile_id for c in still.conflicts] == [None] and still.conflicts[0].kind == "email"
     assert store.lookup(Identifier("email", "i@x.ru")) is None
+
+
+def test_a_redelivered_page_view_of_a_profile_merged_away_since_names_the_survivor(store, policy):
+    # (its touchpoint on the tombstone: written long before the merge, or not settled yet)
+    service = IdentityService(store, policy, jobs=PendingJobs())
+    older, newer = two_profiles(service)
+    view = event({"session_id": "s1"}, minutes=1)
+    assert service.apply(view).profile_id == newer
+    service.apply(event({"client_id": ["c1", "old"]}, minutes=5))
+    assert owner_of_touchpoint(store, [older, newer], view.event_id) == [newer]
+    again = service.apply(view)
+    assert again.duplicate and again.profile_id == older

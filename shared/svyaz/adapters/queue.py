@@ -79,7 +79,7 @@ def split_message(request_id: str) -> Message:
     return Message(json.dumps({"request_id": request_id}).encode(), {"kind": "split"})
 
 
-JOB_KINDS = ("repoint", "credit", "sweep", "fold")
+JOB_KINDS = ("repoint", "credit", "sweep", "fold", "settle")
 
 
 def job_message(job: Job) -> Message:
@@ -107,6 +107,20 @@ def outcome_message(outcome: Outcome) -> Message:
     if outcome.profile_id:
         attributes["profile_id"] = outcome.profile_id
     return Message(json.dumps(outcome.as_dict()).encode(), attributes)
+
+
+def correction_message(event_id: str, profile_id: str, previous_profile_id: str) -> Message:
+    """A profile update that corrects an event's first outcome: the event belongs to
+    ``profile_id``, not to ``previous_profile_id`` (a profile merged away before the event's
+    fast-path write was settled, ``IdentityService.settle_merge``). Ids only."""
+    body = {
+        "event_id": event_id,
+        "status": "corrected",
+        "profile_id": profile_id,
+        "previous_profile_id": previous_profile_id,
+    }
+    attributes = {"status": "corrected", "profile_id": profile_id}
+    return Message(json.dumps(body).encode(), attributes)
 
 
 def cloud_event_for(message: Message, project: str, topic: str, subscription: str) -> dict[str, Any]:

@@ -14,13 +14,22 @@ from datetime import timedelta
 from functools import cached_property
 
 from svyaz.adapters.ledger import FirestoreLedger, Ledger, MemoryLedger, StoreLedger
-from svyaz.adapters.queue import DurableLocalQueue, LocalQueue, PublishedJobs, Publisher, PubSubPublisher
+from svyaz.adapters.queue import (
+    DurableLocalQueue,
+    LocalQueue,
+    PublishedJobs,
+    Publisher,
+    PubSubPublisher,
+    correction_message,
+)
 from svyaz.adapters.store.base import Store
 from svyaz.adapters.store.journal import JournaledStore
 from svyaz.adapters.store.memory import MemoryStore
 from svyaz.app.access import SignInLinks
 from svyaz.app.config import Settings
 from svyaz.app.service import IdentityService
+from svyaz.app.warehouse import settled_touchpoint_message
+from svyaz.domain.model import Touchpoint
 from svyaz.identity.policy import Policy
 
 
@@ -107,7 +116,19 @@ class Runtime:
     def service(self) -> IdentityService:
         # Follow-up jobs are messages on the events topic, never run in the event's invocation.
         jobs = PublishedJobs(self.publisher, self.settings.events_topic)
-        return IdentityService(self.store, self.policy, jobs=jobs)
+        service = IdentityService(self.store, self.policy, jobs=jobs)
+        service.updates = self.publish_corrections
+        return service
+
+    def publish_corrections(self, settled: list[tuple[Touchpoint, str]]) -> None:
+        """Tell downstream systems that settled fast-path touchpoints belong to another profile
+        than their first outcome said: a ``corrected`` profile update and the touchpoint's row
+        again, with the profile it belongs to (docs/warehouse.md)."""
+        updates = [correction_message(t.event_id, pid, t.profile_id) for t, pid in settled]
+        batches = {self.settings.profile_updates_topic: updates}
+        if topic := self.settings.touchpoints_topic:
+            batches[topic] = [settled_touchpoint_message(t, pid) for t, pid in settled]
+        self.publisher.publish_all(batches)
 
     @cached_property
     def sign_in_links(self) -> SignInLinks:

@@ -18,11 +18,13 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from svyaz.adapters.store.base import (
+    CLOCK_MARGIN_MS,
     FAST_GRACE_MS,
     FOLD_INTERVAL_MS,
     Duplicate,
     ErasureReport,
     FirstRead,
+    Later,
     Store,
     StoreError,
     Unstorable,
@@ -120,6 +122,9 @@ class IdentityService:
             jobs = RunAfterEvent()
             jobs.service = self
         self.jobs = jobs
+        # Where corrections go (a settled fast-path write, its new profile): downstream systems
+        # heard the first outcome (``entrypoints.process`` publishes them; None: nobody listens).
+        self.updates: Callable[[list[tuple[Touchpoint, str]]], None] | None = None
         self.stats = {"fast_path": 0, "fast_path_fallbacks": 0, "transactions": 0, "duplicates": 0, "jobs": 0}
 
     def apply(self, event: Event) -> Outcome:
@@ -188,6 +193,9 @@ class IdentityService:
         checked (the worker died in between) is erased now, so nothing outlives an erasure."""
         if applied is not None and applied.profile_id:
             state = self.store.profile_state(applied.profile_id)
+            if state is not None and state.status == "merged":  # history of a profile merged away
+                state = self.store.active_profile(applied.profile_id)  # names the customer now
+                replay.outcome.profile_id = None if state is None else state.profile_id
             if state is None or state.status == "erased":
                 self.store.erase_touchpoint(replay.outcome.event_id)
                 replay.outcome.profile_id = None
@@ -216,6 +224,11 @@ class IdentityService:
         self.stats["jobs"] += 1
         if job.kind == "repoint":
             self.store.repoint(job.subject, job.target)
+            # Every record of the loser points at the survivor from now on: a grace period later
+            # no fast-path write that read one can still land (the settle job's due time).
+            self.jobs.publish([Job("settle", job.subject, str(to_ms(datetime.now(UTC))))])
+        elif job.kind == "settle":
+            self.settle_merge(job.subject, int(job.target or 0), wait=debounce)
         elif job.kind == "credit":
             self.credit_orders(job.subject)
         elif job.kind == "sweep":
@@ -225,6 +238,26 @@ class IdentityService:
             self.store.fold(job.subject, int(job.target or 0), interval, lookback)
         else:  # pragma: no cover - Job.from_dict refuses other kinds
             raise ValueError(f"unknown job kind {job.kind!r}")
+
+    def settle_merge(self, loser_id: str, repointed_ms: int, wait: bool = True) -> int:
+        """The ``settle`` job: fast-path page views that read a record of ``loser_id`` before it
+        was merged away or re-pointed landed on the tombstone, and their published outcome and
+        warehouse row named it. Due a grace period after the last record was re-pointed (then
+        none can land any more: the grace argument), each goes to the survivor, and downstream
+        gets a correction first (``updates``: the runtime publishes it on profile-updates and the
+        touchpoints topic), so a crash in between sends it again. Returns how many moved."""
+        due = repointed_ms + FAST_GRACE_MS + CLOCK_MARGIN_MS
+        if wait and to_ms(datetime.now(UTC)) < due:
+            raise Later(f"merge settles in {due - to_ms(datetime.now(UTC))} ms")
+        late = self.store.merged_late(loser_id)
+        survivor = self.store.active_profile(loser_id) if late else None
+        if survivor is None:
+            return 0  # nothing landed, or the customer was erased: the erasure's sweep stubs them
+        if self.updates is not None:
+            self.updates([(touchpoint, survivor.profile_id) for _, touchpoint in late])
+        self.store.move_touchpoints({key: survivor.profile_id for key, _ in late})
+        log.info("merge settled late writes", extra={"svyaz": {"loser": loser_id, "moved": len(late)}})
+        return len(late)
 
     def erase(self, profile_id: str) -> ErasureReport | None:
         """Erase the customer (``Store.erase``) and publish the final ``sweep`` of the family,

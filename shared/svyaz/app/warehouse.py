@@ -23,7 +23,7 @@ from typing import Any
 
 from svyaz.adapters.queue import Message
 from svyaz.domain.events import Event
-from svyaz.domain.model import Outcome, touchpoint_name
+from svyaz.domain.model import Outcome, Touchpoint, touchpoint_name
 
 ATTRIBUTION_FIELDS = ("source", "medium", "campaign", "content", "term")
 ORDER_FIELDS = ("order_id", "currency", "store_id")
@@ -68,6 +68,24 @@ def touchpoint_row(event: Event, outcome: Outcome) -> dict[str, Any] | None:
     row["amount"] = _amount(properties.get("amount")) if event.type == "order" else None
     row["order_status"] = _text(properties.get("status"))
     return {name: value for name, value in row.items() if value is not None}
+
+
+def settled_touchpoint_message(touchpoint: Touchpoint, profile_id: str) -> Message:
+    """The row of a fast-path touchpoint given to another profile after it was written (a
+    merge it raced, ``IdentityService.settle_merge``): the same touchpoint with the profile it
+    belongs to, published later, so the views' latest row per touchpoint names that profile.
+    Fast-path touchpoints are never orders: no order columns."""
+    row: dict[str, Any] = {
+        "event_id": touchpoint.event_id,
+        "touchpoint": touchpoint.event_id,
+        "profile_id": profile_id,
+        "type": touchpoint.type,
+        "channel": touchpoint.channel,
+        "occurred_at": micros(touchpoint.timestamp),
+    }
+    row |= {name: touchpoint.attribution.get(name) for name in ATTRIBUTION_FIELDS}
+    row = {name: value for name, value in row.items() if value is not None}
+    return Message(json.dumps(row, ensure_ascii=False).encode(), {"type": touchpoint.type})
 
 
 def touchpoint_message(event: Event, outcome: Outcome) -> Message | None:

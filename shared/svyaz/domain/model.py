@@ -305,7 +305,8 @@ def touchpoint_name(type_: str, properties: dict[str, Any], event_id: str) -> st
     return event_id
 
 
-JobKind = Literal["repoint", "credit", "sweep", "fold"]
+JobKind = Literal["repoint", "credit", "sweep", "fold", "settle"]
+JOB_KIND_NAMES = ("repoint", "credit", "sweep", "fold", "settle")
 
 
 @dataclass(frozen=True, order=True)
@@ -318,7 +319,10 @@ class Job:
     * ``credit``: the orders of the family of ``subject`` are credited again;
     * ``sweep``: whatever is left of the erased family of ``subject`` is deleted;
     * ``fold``: the aggregates of ``subject``'s family are folded onto its profile document,
-      unless a fold that started after ``target`` (epoch ms of the job) did it already."""
+      unless a fold that started after ``target`` (epoch ms of the job) did it already;
+    * ``settle``: published by ``repoint`` when ``subject``'s records all point at the survivor
+      (``target``: epoch ms then), due a grace period later: the fast-path touchpoints that
+      still landed on ``subject`` go to its survivor, and downstream is told (a correction)."""
 
     kind: JobKind
     subject: str
@@ -330,7 +334,7 @@ class Job:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Job:
         kind = data.get("kind")
-        if kind not in ("repoint", "credit", "sweep", "fold") or not isinstance(data.get("subject"), str):
+        if kind not in JOB_KIND_NAMES or not isinstance(data.get("subject"), str):
             raise ValueError("not a follow-up job")
         return cls(kind, data["subject"], str(data.get("target") or ""))
 

@@ -365,3 +365,42 @@ def test_the_erasure_query_deletes_every_row_of_the_erased_customer_and_nothing_
     assert connection.execute("SELECT COUNT(*) FROM touchpoints").fetchone()[0] == kept < before
     statuses = [r[0] for r in connection.execute("SELECT status FROM profile_updates").fetchall()]
     assert statuses.count("erased") == 1
+
+
+def test_a_page_view_racing_a_merge_ends_with_the_survivor_downstream():
+    # The view's read saw its cookie on the profile about to be merged away: its first profile
+    # update and touchpoint row name that profile. The merge's settle job tells both topics the
+    # event belongs to the survivor; the warehouse's latest row of the touchpoint names it.
+    import duckdb
+
+    from tests.contract.test_races import Interleaved
+
+    settings = Settings(touchpoints_topic=TOUCHES, profile_updates_topic=UPDATES)
+    rt = runtime.build(settings, store=MemoryStore(PEPPER), publisher=LocalQueue())
+    older = apply_message(event_message(ev("o-1", "page", 1, {"client_id": "old"})), rt).profile_id
+    newer = apply_message(event_message(ev("n-1", "page", 2, {"client_id": "c1"})), rt).profile_id
+    merge = ev("merge", "lead", 3, {"client_id": ["c1", "old"]})
+    service = rt.service
+    service.store = Interleaved(rt.store, create_touchpoint=lambda: apply_message(event_message(merge), rt))
+    view = ev("racing-view", "page", 4, {"client_id": "c1"}, ad=VK)
+    assert apply_message(event_message(view), rt).profile_id == newer
+    service.store = rt.store
+    run_follow_ups(rt)  # the merge's repoint, then its settle job (the embedded queue: at once)
+    updates, touches = rows(rt.publisher, UPDATES), rows(rt.publisher, TOUCHES)
+    for n, row in enumerate(touches):
+        check_row(row, schema("touchpoints"), f"touchpoints[{n}]")
+    for n, row in enumerate(updates):
+        check_row(row, schema("profile_updates"), f"profile_updates[{n}]")
+    mine = [u for u in updates if u["event_id"] == view.event_id]
+    said = [(u["status"], u["profile_id"], u.get("previous_profile_id")) for u in mine]
+    assert said == [("unchanged", newer, None), ("corrected", older, newer)]
+    assert [t["profile_id"] for t in touches if t["event_id"] == view.event_id] == [newer, older]
+    connection = duckdb.connect()
+    load(connection, "touchpoints", touches)
+    latest = connection.execute(
+        "SELECT profile_id FROM touchpoints WHERE touchpoint = $t QUALIFY ROW_NUMBER() "
+        "OVER (PARTITION BY touchpoint ORDER BY occurred_at DESC, publish_time DESC) = 1",
+        {"t": view.event_id},
+    ).fetchall()
+    assert latest == [(older,)]
+    runtime.install(None)

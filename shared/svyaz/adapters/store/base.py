@@ -365,13 +365,18 @@ class Store(ABC):
 
     def plan_writes(self, plan: Plan, event_id: str) -> list[Write]:
         """The one mapping of a plan to documents, both stores write it."""
+        now = datetime.now(UTC)
         writes = [Write(*self._record_ref(r.identifier), r.to_doc()) for r in plan.records]
-        writes += [Write(PROFILES, p.profile_id, p.to_doc()) for p in plan.profiles]
+        # A new tombstone keeps when it was merged: its ``settle`` job looks for fast-path writes
+        # from about then on (``merged_late``).
+        stamp = {pid: {"merged_ms": to_ms(now)} for pid in plan.outcome.merged_profile_ids}
+        for p in plan.profiles:
+            writes.append(Write(PROFILES, p.profile_id, p.to_doc() | stamp.get(p.profile_id, {})))
         if plan.touchpoint is not None:
             writes.append(Write(*self._touchpoint_ref(plan.touchpoint.name), plan.touchpoint.to_doc()))
         writes += [Write(AUDIT, self.keys.audit(entry), entry.to_doc()) for entry in plan.audit]
         replay = Replay(plan.outcome, plan.jobs).as_doc()
-        replay["expire_at"] = self.expiry(datetime.now(UTC))
+        replay["expire_at"] = self.expiry(now)
         replay["profile_ids"] = named_profiles(plan.outcome)  # what an erasure looks them up by
         writes.append(Write(*self._processed_ref(event_id), replay, "create"))
         return writes
@@ -778,12 +783,22 @@ class Store(ABC):
         """Fast-path touchpoints of these profiles whose read round started at ``since_ms`` or
         later (document id, touchpoint): the writes a split's evidence may not have held."""
         fields = ["event_id", "profile_id", "type", "channel", "timestamp", "identifiers", "written_ms"]
+        fields.append("attribution")
         found = self._touchpoints_of(profile_ids, fields=fields)
         return [
             (f.key, touchpoint_from_doc(f.doc))
             for f in found
             if int(f.doc.get("written_ms") or 0) >= since_ms and not f.doc.get("erased")
         ]
+
+    def merged_late(self, loser_id: str) -> list[tuple[str, Touchpoint]]:
+        """Fast-path touchpoints on a tombstone that may have been written after its merge (their
+        read round started at most a grace period before it): the ``settle`` job's work. None
+        for a profile that is not a tombstone, or one merged before tombstones kept the time."""
+        doc = self._get([(PROFILES, loser_id)], ["status", "merged_ms"]).get((PROFILES, loser_id))
+        if doc is None or doc.get("status") != "merged" or not doc.get("merged_ms"):
+            return []
+        return self.late_touchpoints([loser_id], int(doc["merged_ms"]) - FAST_GRACE_MS - CLOCK_MARGIN_MS)
 
     def owners(self, identifiers: list[Identifier]) -> dict[Identifier, str | None]:
         """The active profile each identifier resolves to now (None: unknown or erased)."""
