@@ -6,21 +6,23 @@ transaction's second round (``transact``) or after it (while the engine decides)
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 import svyaz.app.service as service_module
-from svyaz.adapters.store.base import BLOCKLIST, Store, Write
+from svyaz.adapters.store.base import BLOCKLIST, Store
+from svyaz.adapters.store.memory import MemoryStore
 from svyaz.app.service import IdentityService, PendingJobs
+from svyaz.app.splits import new_request
 from svyaz.domain.merge import BLOCKED_REASON
-from svyaz.domain.model import BlockEntry, Identifier
+from svyaz.domain.model import Identifier
 from tests.contract.test_races import Interleaved
 from tests.contract.test_transactions import round_trips
 from tests.helpers import check_invariants, event, partition
 
 COOKIE, EMAIL = Identifier("client_id", "c1"), Identifier("email", "ann@example.com")
+PHONE = Identifier("phone", "+79091234567")
 
 
 def login(**fields: Any):
@@ -60,7 +62,7 @@ def test_a_login_on_a_known_cookie_costs_two_read_rounds_and_one_commit(store, p
     # the profiles), 1 commit.
     assert (counted["reads"], counted["commits"], counted["begins"]) == (2, 1, 0)
     assert outcome.status == ("merged" if email_known else "attached") and outcome.profile_id == cookie_owner
-    expected = {COOKIE, EMAIL} | ({Identifier("phone", "+79091234567")} if email_known else set())
+    expected = {COOKIE, EMAIL} | ({PHONE} if email_known else set())
     assert frozenset(expected) in partition(store)
     check_invariants(store, policy)
 
@@ -80,30 +82,36 @@ def test_an_email_taken_by_another_customer_after_the_fast_path_read_merges_them
     before = retries(store)
     outcome = hooked.apply(login())
     assert outcome.status == "merged" and outcome.profile_id == cookie_owner
-    assert partition(store) == {frozenset({COOKIE, EMAIL, Identifier("phone", "+79091234567")})}
+    assert partition(store) == {frozenset({COOKIE, EMAIL, PHONE})}
     check_invariants(store, policy)
     # The retry shows the first attempt started from the fast path's read and was refused (the
     # old code read everything again in its transaction and retried only when "after").
     assert retries(store) - before == 1
 
 
+@pytest.mark.parametrize("held", [True, False], ids=["held", "unseen"])
 @pytest.mark.parametrize("when", ["before", "after"])
-def test_an_email_blocked_after_the_fast_path_read_never_links(store, policy, when, monkeypatch):
-    # The email belongs to another customer; an operator blocks it while the login is in
-    # flight: the two customers stay apart, the email dropped from the login as blocked.
+def test_an_email_blocked_after_the_fast_path_read_never_links(store, policy, when, held, monkeypatch):
+    # An operator blocks the email (the block step of a split, the only way a value is
+    # blocked) while the login is in flight: the email is dropped from the login as blocked
+    # and joins nothing. ``held``: it belongs to another customer (the block deletes its
+    # record, which the login's commit checks); ``unseen``: nobody holds it (the login's commit
+    # checks its blocklist entry is still missing).
     service = IdentityService(store, policy, jobs=PendingJobs())
     cookie_owner = service.apply(event({"client_id": "c1"})).profile_id
-    other_owner = service.apply(event({"email": "ann@example.com"}, minutes=1)).profile_id
-    entry = BlockEntry(EMAIL, datetime.now(UTC), "shared mailbox")
+    other = {"email": "ann@example.com"} if held else {"phone": "+79091234567"}
+    other_owner = service.apply(event(other, minutes=1)).profile_id
+    request = new_request(other_owner, EMAIL, "shared mailbox")
 
     def block() -> None:
-        store._commit([Write(BLOCKLIST, store.keys.identifier(EMAIL), entry.to_doc())])
+        store.create_split(request)
+        store.begin_split(request.request_id, request.requested_at)
 
     outcome = racing(store, policy, when, block, monkeypatch).apply(login())
     assert outcome.status == "unchanged" and outcome.profile_id == cookie_owner
     assert {(d.kind, d.reason) for d in outcome.dropped} == {("email", BLOCKED_REASON)}
-    assert store.lookup(COOKIE).profile_id == cookie_owner
-    assert store.lookup(EMAIL).profile_id == other_owner
+    assert store.lookup(COOKIE).profile_id == cookie_owner and store.lookup(EMAIL) is None
+    assert partition(store) == {frozenset({COOKIE})} | ({frozenset({PHONE})} if not held else set())
     check_invariants(store, policy)
 
 
@@ -125,3 +133,40 @@ def test_a_login_applied_by_another_worker_after_the_fast_path_read_is_a_duplica
     assert partition(store) == {frozenset({COOKIE, EMAIL})}
     check_invariants(store, policy)
     assert retries(store) - before == 1  # the first attempt, from the fast path's read, refused
+
+
+def guarded_at_commit(store: Store) -> list[set[Any]]:
+    """The documents each commit of a transaction checks (the record of its reads)."""
+    commits: list[set[Any]] = []
+    if isinstance(store, MemoryStore):
+        commit_if = store._commit_if
+
+        def checking(read: Any, writes: Any) -> bool:
+            commits.append(set(read))
+            return commit_if(read, writes)
+
+        store._commit_if = checking  # type: ignore[method-assign]
+    else:
+        guard = store._guard  # type: ignore[attr-defined]
+
+        def guarding(batch: Any, seen: Any) -> None:
+            commits.append(set(seen))
+            guard(batch, seen)
+
+        store._guard = guarding  # type: ignore[attr-defined]
+    return commits
+
+
+def test_a_login_commit_checks_the_blocklist_entry_of_its_new_identifier_only(store, policy):
+    # The cookie's record exists: a block of the cookie would delete it, and the commit checks
+    # the record, so its blocklist entry needs no check of its own (on Firestore: one verifying
+    # write less per known identifier). The new email's entry is checked (nothing else would
+    # show it was blocked meanwhile: the test above, "unseen").
+    service = IdentityService(store, policy, jobs=PendingJobs())
+    service.apply(event({"client_id": "c1"}))
+    commits = guarded_at_commit(store)
+    assert service.apply(login()).status == "attached"
+    guarded = commits[-1]
+    assert (BLOCKLIST, store.keys.identifier(EMAIL)) in guarded
+    assert (BLOCKLIST, store.keys.identifier(COOKIE)) not in guarded
+    assert ("identifiers", store.keys.identifier(COOKIE)) in guarded

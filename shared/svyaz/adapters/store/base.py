@@ -133,17 +133,34 @@ class Write:
         return self.collection, self.key
 
 
+class Reader:
+    """A transaction's getter (a ``Get``): each call is one read round, and every document it
+    read is in ``record`` (the store's: its revision, or its update time; Firestore also keeps
+    the read time there), which the commit checks is still true. ``unguard``: documents whose
+    change the commit need not check (why it may not: ``Store._unguard_blocks``)."""
+
+    def __init__(self, read: Callable[..., dict[Ref, dict[str, Any]]], record: dict[Any, Any]) -> None:
+        self._read, self.record = read, record
+
+    def __call__(self, refs: list[Ref], fields: list[str] | None = None) -> dict[Ref, dict[str, Any]]:
+        return self._read(refs, fields)
+
+    def unguard(self, refs: Iterable[Ref]) -> None:
+        for ref in refs:
+            self.record.pop(ref, None)
+
+
 @dataclass
 class FirstRead:
     """The fast path's read round, kept so that the transaction a linking event falls back to
-    starts from it instead of reading the same documents again: what it found, and the store's
-    record of what it read (``_reading``: revisions, or update times and the read time), which
-    the first attempt's commit checks like any read of its own. Good for one transaction."""
+    starts from it instead of reading the same documents again: what it found, and the getter
+    that read it (``_reading``), whose record the first attempt's commit checks like any read
+    of its own. Good for one transaction."""
 
     identifiers: list[Identifier]
     event_id: str
     snapshot: Snapshot
-    reads: Any
+    reader: Reader
 
     def seeds(self, identifiers: list[Identifier], event_id: str, touchpoint_name: str | None) -> bool:
         """It is what that transaction's first round would read, but the blocklist entries
@@ -224,16 +241,16 @@ class Store(ABC):
         """One document with its revision (for a conditional write), or None."""
 
     @abstractmethod
-    def _reading(self) -> tuple[Get, Any]:
-        """A getter that reads as a transaction does, and the record it keeps of what it read
-        (what the commit's preconditions check); lock-free, like every read."""
+    def _reading(self) -> Reader:
+        """A getter that reads as a transaction does (lock-free, like every read), recording
+        what it read for the commit's preconditions."""
 
     @abstractmethod
-    def _transaction(self, body: Callable[[Get], tuple[T, list[Write]]], reads: Any = None) -> T:
+    def _transaction(self, body: Callable[[Get], tuple[T, list[Write]]], reader: Reader | None = None) -> T:
         """Run ``body`` (reads through the getter it is given, then the writes it returns) as
-        one serializable transaction; retried on contention, else ``Contention``. ``reads``: a
-        ``_reading`` record of rounds read before, the first attempt's start (retries read
-        everything afresh)."""
+        one serializable transaction; retried on contention, else ``Contention``. ``reader``:
+        a ``_reading`` getter that read rounds before, the first attempt's getter (retries
+        read everything afresh)."""
 
     @abstractmethod
     def _commit(self, writes: list[Write]) -> None:
@@ -321,13 +338,26 @@ class Store(ABC):
         processed = found.get(self._processed_ref(event_id))
         applied = found.get(self._touchpoint_ref(event_id))
         previous = found.get(previous_ref) if previous_ref else None
-        return Snapshot(
+        snapshot = Snapshot(
             records={i: IdentifierRecord.from_doc(found[ref]) for ref, i in wanted.items() if ref in found},
             processed=Replay.from_doc(processed) if processed else None,
             applied=touchpoint_from_doc(applied) if applied else None,
             previous=touchpoint_from_doc(previous) if previous else None,
             blocked={i for ref, i in blocks.items() if ref in found},
         )
+        self._unguard_blocks(get, blocks, snapshot)
+        return snapshot
+
+    @staticmethod
+    def _unguard_blocks(get: Get, blocks: dict[Ref, Identifier], snapshot: Snapshot) -> None:
+        """The commit checks the blocklist entry of an identifier only when its record was read
+        as missing. A block of a value whose record exists deletes that record in the same
+        commit (``begin_split``, the only writer of entries, reads the record and deletes it):
+        a block landing after this snapshot changes the record, which the commit checks anyway.
+        On Firestore that saves a verifying write (a delete of the missing entry) per known
+        identifier; an unblock meanwhile orders the event before it."""
+        if isinstance(get, Reader):
+            get.unguard(ref for ref, i in blocks.items() if i in snapshot.records)
 
     def _gather(
         self,
@@ -354,6 +384,7 @@ class Store(ABC):
                 return snapshot
             found = get([*blocks, *((PROFILES, pid) for pid in sorted(missing))])
             snapshot.blocked |= {i for ref, i in blocks.items() if ref in found}
+            self._unguard_blocks(get, blocks, snapshot)
             blocks = {}
             for pid in missing:
                 doc = found.get((PROFILES, pid))
@@ -402,16 +433,15 @@ class Store(ABC):
             plan = decide(self._gather(get, identifiers, event_id, touchpoint_name, seed))
             return plan, ([] if plan.outcome.duplicate else self.plan_writes(plan, event_id))
 
-        return self._transaction(body, first.reads if first is not None and seeded else None)
+        return self._transaction(body, first.reader if first is not None and seeded else None)
 
     def first_read(self, identifiers: Iterable[Identifier], event_id: str) -> FirstRead:
         """The fast path's one read round: idempotency record, touchpoint, identifier records
         (no profiles: the owner's state is checked after the write). Read as a transaction
         reads, so a linking event's transaction can start from it (``transact(first=...)``)."""
-        get, reads = self._reading()
-        identifiers = list(identifiers)
-        snapshot = self._first_round(get, identifiers, event_id, None)
-        return FirstRead(identifiers, event_id, snapshot, reads)
+        reader, identifiers = self._reading(), list(identifiers)
+        snapshot = self._first_round(reader, identifiers, event_id, None)
+        return FirstRead(identifiers, event_id, snapshot, reader)
 
     def read_snapshot(self, identifiers: Iterable[Identifier], event_id: str) -> Snapshot:
         """What a transaction would read, without one (audits, tests)."""

@@ -43,6 +43,7 @@ from svyaz.adapters.store.base import (
     Duplicate,
     Found,
     Get,
+    Reader,
     Ref,
     Store,
     StoreError,
@@ -132,18 +133,19 @@ class FirestoreStore(Store):
     def _backoff(self) -> Backoff:
         return Backoff(self.max_attempts, self.base_delay, self.max_delay)
 
-    def _reading(self) -> tuple[Get, dict[Any, Any]]:
+    def _reading(self) -> Reader:
         seen: dict[Any, Any] = {}
-        return (lambda refs, fields=None: self._get(refs, fields, seen)), seen
+        return Reader(lambda refs, fields=None: self._get(refs, fields, seen), seen)
 
-    def _transaction(self, body: Callable[[Get], tuple[T, list[Write]]], reads: Any = None) -> T:
-        earlier = [] if reads is None else [reads]  # the first attempt's rounds read before
+    def _transaction(self, body: Callable[[Get], tuple[T, list[Write]]], reader: Reader | None = None) -> T:
+        earlier = [] if reader is None else [reader]  # the first attempt's rounds read before
 
         def once() -> T:
             failed = self.on_attempt() if self.on_attempt is not None else None
-            seen: dict[Any, Any] = earlier.pop() if earlier else {}
+            reading = earlier.pop() if earlier else self._reading()
+            seen = reading.record
             try:
-                result, writes = body(lambda refs, fields=None: self._get(refs, fields, seen))
+                result, writes = body(reading)
                 if writes:
                     batch = self.client.batch()
                     for write in writes:

@@ -37,6 +37,7 @@ from svyaz.adapters.store.base import (
     Duplicate,
     Found,
     Get,
+    Reader,
     Ref,
     Store,
     Write,
@@ -174,16 +175,24 @@ class MemoryStore(Store):
             found = self._found(ref[0], [ref[1]])
         return found[0] if found else None
 
-    def _reading(self) -> tuple[Get, dict[Ref, int | None]]:
-        read: dict[Ref, int | None] = {}  # the revision each document had when first read
-        return self._recording(read), read
+    def _reading(self) -> Reader:
+        """A transaction's getter: one read round, each document's first revision recorded."""
+        read: dict[Ref, int | None] = {}
 
-    def _transaction(self, body: Callable[[Get], tuple[T, list[Write]]], reads: Any = None) -> T:
+        def get(refs: list[Ref], fields: list[str] | None = None) -> dict[Ref, dict[str, Any]]:
+            with self._latch:
+                for ref in refs:
+                    read.setdefault(ref, self._revisions.get(ref))
+                return self._read(refs, fields)
+
+        return Reader(get, read)
+
+    def _transaction(self, body: Callable[[Get], tuple[T, list[Write]]], reader: Reader | None = None) -> T:
         for _ in range(MAX_ATTEMPTS):
-            read: dict[Ref, int | None] = {} if reads is None else reads
-            reads = None  # a retry reads everything afresh
+            reading, reader = reader or self._reading(), None  # a retry reads everything afresh
+            read = reading.record  # the revision each document had when first read
             try:
-                result, writes = body(self._recording(read))
+                result, writes = body(reading)
             except Exception:
                 if self._unchanged(read):
                     raise
@@ -194,17 +203,6 @@ class MemoryStore(Store):
             time.sleep(0)  # let the transaction that won finish
         self.attempts["contention"] += 1
         raise Contention(f"transaction gave up after {MAX_ATTEMPTS} attempts")
-
-    def _recording(self, read: dict[Ref, int | None]) -> Get:
-        """A transaction's getter: one read round, each document's first revision recorded."""
-
-        def get(refs: list[Ref], fields: list[str] | None = None) -> dict[Ref, dict[str, Any]]:
-            with self._latch:
-                for ref in refs:
-                    read.setdefault(ref, self._revisions.get(ref))
-                return self._read(refs, fields)
-
-        return get
 
     def _unchanged(self, read: dict[Ref, int | None]) -> bool:
         return all(self._revisions.get(ref) == revision for ref, revision in read.items())
