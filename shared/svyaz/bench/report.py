@@ -401,7 +401,8 @@ def _raw_lines(report: BenchReport) -> list[str]:
             f"paired       {r.blocks} blocks of {r.block_size} deliveries, svyaz then raw in each; "
             f"median of the blocks' ratios: no-change {_num(q.no_change_block_median)}, "
             f"linking {_num(q.linking_block_median)}; CPU raw/svyaz: no-change "
-            f"{_num(q.no_change_cpu)}, linking {_num(q.linking_cpu)}"
+            f"{_num(q.no_change_cpu)}, linking {_num(q.linking_cpu)}; fast path / its own round "
+            f"trips engine-free {_num(q.no_change_via_fast_path_vs_equivalent)}"
         )
     return lines
 

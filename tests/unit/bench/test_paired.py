@@ -15,6 +15,7 @@ from svyaz.adapters.store.memory import MemoryStore
 from svyaz.bench.harness import BenchConfig, run_bench
 from svyaz.bench.probe import FAST, ProbeStore
 from svyaz.bench.replay import Delivery, block_size, paired_replay
+from svyaz.bench.report import format_report
 from svyaz.bench.summary import class_stats
 from tests.helpers import event
 
@@ -147,7 +148,8 @@ def test_a_class_ratio_is_the_sum_over_the_blocks_and_the_median_of_the_blocks_b
 
 def test_the_bench_report_says_how_its_ratios_were_paired() -> None:
     config = BenchConfig(customers=8, workers=2, seed=4, growth_sizes=(), progress=False, block=16)
-    report = run_bench(config, MemoryStore()).to_json()
+    bench = run_bench(config, MemoryStore())
+    report = bench.to_json()
     applied = report["svyaz"]["applied"]
     assert report["raw"]["blocks"] == -(-report["config"]["deliveries"] // 16) and applied > 16
     assert report["raw"]["block_size"] == 16
@@ -156,6 +158,9 @@ def test_the_bench_report_says_how_its_ratios_were_paired() -> None:
     assert no_change["cpu_ratio"] == report["ratios"]["no_change_cpu"]
     assert no_change["ratio_block_median"] == report["ratios"]["no_change_block_median"] is not None
     assert report["accuracy"]["precision"] == 1.0 and report["svyaz"]["dead_lettered"] == 0
+    (line,) = [line for line in format_report(bench).splitlines() if line.startswith("paired ")]
+    assert line.startswith(f"paired       {report['raw']['blocks']} blocks of 16 deliveries, svyaz then raw")
+    assert f"CPU raw/svyaz: no-change {report['ratios']['no_change_cpu']:.3g}" in line
 
 
 class Client:
