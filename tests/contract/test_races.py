@@ -14,7 +14,7 @@ from svyaz.app.splits import Splitter, new_request
 from svyaz.domain.merge import MAX_HOPS, ChainTooLong
 from svyaz.domain.model import Identifier
 from tests.helpers import check_invariants, event
-from tests.split_support import PHONE, merge_by_shared_phone
+from tests.split_support import PHONE, merge_by_shared_phone, shared_phone_events
 
 
 class Interleaved:
@@ -262,11 +262,15 @@ def test_a_page_view_racing_a_split_goes_to_the_customer_its_cookie_belongs_to(s
     view = event({"client_id": "cookie-boris"}, minutes=20, context={"source": "vk", "medium": "cpc"})
     racing.apply(view)
     assert owner_of_touchpoint(store, [merged], view.event_id) == [merged]  # where it read
-    done = Splitter(store, policy).run(request.request_id)  # the queue's redelivery, once due
+    told: list[tuple[str, str, str]] = []
+    done = Splitter(  # the queue's redelivery, once due; downstream hears of the view first
+        store, policy, updates=lambda settled: told.extend((t.event_id, p, t.profile_id) for t, p in settled)
+    ).run(request.request_id)
     assert done.state == "done" and not done.settle_ms
     boris = store.lookup(Identifier("email", "boris@mail.ru"))
     assert boris.profile_id != merged
     assert owner_of_touchpoint(store, [boris.profile_id, merged], view.event_id) == [boris.profile_id]
+    assert told == [(view.event_id, boris.profile_id, merged)]
     assert (
         boris.counters["events"] == 5
         and store.lookup(Identifier("email", "anna@mail.ru")).counters["events"] == 4
@@ -432,3 +436,43 @@ def test_a_redelivered_page_view_of_a_profile_merged_away_since_names_the_surviv
     assert owner_of_touchpoint(store, [older, newer], view.event_id) == [newer]
     again = service.apply(view)
     assert again.duplicate and again.profile_id == older
+
+
+def test_a_merge_settles_its_late_writes_after_a_split_of_the_family_as_the_split_placed_them(store, policy):
+    # Boris's view read his cookie on his own profile while his lead merged it into Anna's: it
+    # lands on the tombstone. Before the merge settles, the family is split on the shared phone:
+    # the settle job waits for the split, which gives the view to Boris; the merge's settling
+    # then leaves it there.
+    jobs = PendingJobs()
+    service = IdentityService(store, policy, jobs=jobs)
+    events = {e.event_id: e for e in shared_phone_events()}
+    boris_lead = events.pop("boris-lead")
+    for e in events.values():
+        service.apply(e)
+    boris_own = store.lookup(Identifier("client_id", "cookie-boris")).profile_id
+    racing = IdentityService(
+        Interleaved(store, create_touchpoint=lambda: service.apply(boris_lead)), policy, jobs=jobs
+    )
+    view = event({"client_id": "cookie-boris"}, minutes=20)
+    assert racing.apply(view).profile_id == boris_own
+    merged = store.lookup(PHONE).profile_id
+    assert merged != boris_own and store.get_profile(boris_own).status == "merged"
+    repoint = next(j for j in jobs.jobs if j.kind == "repoint" and j.subject == boris_own)
+    service.run_job(repoint)
+    [settle] = [j for j in jobs.jobs if j.kind == "settle"]
+    request = new_request(merged, PHONE, "shared family phone")
+    store.create_split(request)
+    store.begin_split(request.request_id, request.requested_at)  # the family is splitting
+    with pytest.raises(Later):
+        service.run_job(settle, debounce=False)
+    told: list[tuple[str, str, str]] = []
+    service.updates = lambda settled: told.extend((t.event_id, p, t.profile_id) for t, p in settled)
+    Splitter(store, policy, updates=service.updates).run(request.request_id)
+    boris = store.lookup(Identifier("email", "boris@mail.ru")).profile_id
+    assert boris != merged
+    assert owner_of_touchpoint(store, [boris, merged, boris_own], view.event_id) == [boris]
+    told.clear()
+    service.run_job(settle, debounce=False)
+    assert told == []  # nothing left on the tombstone
+    assert owner_of_touchpoint(store, [boris, merged, boris_own], view.event_id) == [boris]
+    check_invariants(store, policy)

@@ -250,14 +250,25 @@ class IdentityService:
         if wait and to_ms(datetime.now(UTC)) < due:
             raise Later(f"merge settles in {due - to_ms(datetime.now(UTC))} ms")
         late = self.store.merged_late(loser_id)
-        survivor = self.store.active_profile(loser_id) if late else None
-        if survivor is None:
+        holder = self.store.active_profile(loser_id) if late else None
+        if holder is None:
             return 0  # nothing landed, or the customer was erased: the erasure's sweep stubs them
-        if self.updates is not None:
-            self.updates([(touchpoint, survivor.profile_id) for _, touchpoint in late])
-        self.store.move_touchpoints({key: survivor.profile_id for key, _ in late})
-        log.info("merge settled late writes", extra={"svyaz": {"loser": loser_id, "moved": len(late)}})
-        return len(late)
+        if holder.splitting:
+            raise Later("the family is being split: its late writes settle after it")
+        # Each goes where all its identifiers resolve now (the survivor, or after a split since,
+        # the part that took them, as the split's own settling places them); else it stays.
+        links = sorted({i for _, t in late for i in t.identifiers if self.policy.kind(i.kind).links})
+        owners = self.store.owners(links)
+        moves: dict[str, tuple[Touchpoint, str]] = {}
+        for key, touchpoint in late:
+            now = {owners[i] for i in touchpoint.identifiers if owners.get(i)}
+            if len(now) == 1 and (target := now.pop()) != touchpoint.profile_id:
+                moves[key] = (touchpoint, target)
+        if moves and self.updates is not None:
+            self.updates(list(moves.values()))
+        self.store.move_touchpoints({key: target for key, (_, target) in moves.items()})
+        log.info("merge settled late writes", extra={"svyaz": {"loser": loser_id, "moved": len(moves)}})
+        return len(moves)
 
     def erase(self, profile_id: str) -> ErasureReport | None:
         """Erase the customer (``Store.erase``) and publish the final ``sweep`` of the family,

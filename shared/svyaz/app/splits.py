@@ -28,11 +28,12 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from svyaz.adapters.queue import Publisher, split_message
 from svyaz.adapters.store.base import CLOCK_MARGIN_MS, FAST_GRACE_MS, Later, Store
-from svyaz.domain.model import AuditEntry, Identifier, to_ms
+from svyaz.domain.model import AuditEntry, Identifier, Touchpoint, to_ms
 from svyaz.domain.split import SplitRequest, plan_parts, repartition, split_profile_id, summary
 from svyaz.identity.policy import Policy
 
@@ -90,11 +91,19 @@ class Splitter:
     """``wait``: raise ``Later`` while the settling pass is not due (the queue redelivers the
     request); without it the pass runs at once (callers with no fast-path write in flight)."""
 
-    def __init__(self, store: Store, policy: Policy, clock=time.monotonic, wait: bool = False) -> None:
+    def __init__(
+        self,
+        store: Store,
+        policy: Policy,
+        clock=time.monotonic,
+        wait: bool = False,
+        updates: Callable[[list[tuple[Touchpoint, str]]], None] | None = None,
+    ) -> None:
         self.store = store
         self.policy = policy
         self.clock = clock
         self.wait = wait
+        self.updates = updates  # corrections for downstream (``IdentityService.updates``)
 
     def run(self, request_id: str, budget_seconds: float = 300.0) -> SplitRequest | None:
         """Carry the request as far as the budget allows: the finished (or failed) request, or
@@ -144,6 +153,9 @@ class Splitter:
             if target is not None and (held is None or held.profile_id != target):
                 moves[key] = target
         if moves:
+            if self.updates is not None:  # their outcomes named the profile they read: corrected
+                held = dict(late)
+                self.updates([(held[key], target) for key, target in sorted(moves.items())])
             self.store.move_touchpoints(moves)
             for profile_id in sorted(set(moves.values()) | {request.profile_id}):
                 self.store.credit_orders(profile_id, self.policy.attribution_lookback_days)

@@ -130,9 +130,9 @@ def _split(message: Message, runtime: Runtime) -> None:
     failure or ``ProfileBusy`` (another split of the profile) raises: Pub/Sub redelivers."""
     try:
         request_id = str(json.loads(message.data)["request_id"])
-        request = Splitter(runtime.store, runtime.policy, wait=_redelivers_later(runtime)).run(
-            request_id, runtime.settings.split_budget_seconds
-        )
+        wait, updates = _redelivers_later(runtime), runtime.publish_corrections
+        splitter = Splitter(runtime.store, runtime.policy, wait=wait, updates=updates)
+        request = splitter.run(request_id, runtime.settings.split_budget_seconds)
     except (ValueError, KeyError, TypeError):
         raise PoisonMessage("invalid or unknown split request") from None
     if request is None:
