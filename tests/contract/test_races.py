@@ -441,8 +441,8 @@ def test_a_redelivered_page_view_of_a_profile_merged_away_since_names_the_surviv
 def test_a_merge_settles_its_late_writes_after_a_split_of_the_family_as_the_split_placed_them(store, policy):
     # Boris's view read his cookie on his own profile while his lead merged it into Anna's: it
     # lands on the tombstone. Before the merge settles, the family is split on the shared phone:
-    # the settle job waits for the split, which gives the view to Boris; the merge's settling
-    # then leaves it there.
+    # the settle job waits for the split, which gives the view to Boris (and says so); the
+    # merge's settling then leaves it there.
     jobs = PendingJobs()
     service = IdentityService(store, policy, jobs=jobs)
     events = {e.event_id: e for e in shared_phone_events()}
@@ -471,6 +471,9 @@ def test_a_merge_settles_its_late_writes_after_a_split_of_the_family_as_the_spli
     boris = store.lookup(Identifier("email", "boris@mail.ru")).profile_id
     assert boris != merged
     assert owner_of_touchpoint(store, [boris, merged, boris_own], view.event_id) == [boris]
+    # Downstream hears of every touchpoint the split gave Boris, the racing view included.
+    assert (view.event_id, boris, merged) in told
+    assert {e for e, _, _ in told} == {t.event_id for t in store.touchpoints([boris], 50)}
     told.clear()
     service.run_job(settle, debounce=False)
     assert told == []  # nothing left on the tombstone

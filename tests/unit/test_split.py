@@ -4,6 +4,7 @@ and the HTTP surface (profiles function: /profiles/<id>/split, /splits, /blockli
 from __future__ import annotations
 
 import itertools
+import json
 
 import pytest
 
@@ -144,8 +145,15 @@ def test_split_over_http_is_queued_answered_202_and_reported_when_done(rt):
     state = profiles.get(f"/splits/{request_id}", headers=READ).json
     assert state["state"] == "done" and len(state["profile_ids"]) == 2 and merged in state["profile_ids"]
     updates = rt.publisher.drain(rt.settings.profile_updates_topic)
-    assert sorted(m.attributes["profile_id"] for m in updates) == sorted(state["profile_ids"])
-    assert all(m.attributes["status"] == "split" for m in updates)
+    split = [m for m in updates if m.attributes["status"] == "split"]
+    assert sorted(m.attributes["profile_id"] for m in split) == sorted(state["profile_ids"])
+    # Each event the split gave to the new profile is corrected for downstream (it was
+    # published with the merged profile).
+    boris = next(p for p in state["profile_ids"] if p != merged)
+    corrected = [json.loads(m.data) for m in updates if m.attributes["status"] == "corrected"]
+    assert len(corrected) + len(split) == len(updates)
+    assert sorted(c["event_id"] for c in corrected) == ["boris-ad", "boris-lead", "boris-order", "boris-view"]
+    assert {(c["profile_id"], c["previous_profile_id"]) for c in corrected} == {(boris, merged)}
 
     listed = profiles.get("/blocklist", headers=READ).json["blocklist"]
     assert [(e["kind"], e["value"], e["reason"]) for e in listed] == [

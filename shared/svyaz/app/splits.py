@@ -25,6 +25,7 @@ invocations, never one huge transaction nor one over-long function run.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -123,6 +124,7 @@ class Splitter:
                 log.info("split continues later", extra={"svyaz": {"request_id": request_id}})
                 return None
         if request.state == "moving":
+            self._tell_moved(request)
             request = self.store.finish_split(request_id, self._audit(request))
             log.info("profile split", extra={"svyaz": {"request_id": request_id, **request.result}})
         if request.state == "done" and request.settle_ms:
@@ -131,6 +133,18 @@ class Splitter:
             for profile_id in request.result.get("profile_ids", [request.profile_id]):
                 self.store.fold(profile_id)
         return request
+
+    def _tell_moved(self, request: SplitRequest) -> None:
+        """Every touchpoint the split gave to a new profile was published (profile update,
+        warehouse row) with a profile of the family: downstream hears, before the split is
+        done (a redelivery tells again), that it belongs to the new profile now."""
+        if self.updates is None:
+            return
+        kept = request.profile_id
+        for profile_id in request.result.get("profile_ids", []):
+            if profile_id != kept:
+                moved = self.store.touchpoints_of([profile_id])
+                self.updates([(dataclasses.replace(t, profile_id=kept), profile_id) for t in moved])
 
     def _settle(self, request: SplitRequest) -> SplitRequest:
         """5. *settle*: a fast-path page view that read a record of the family before the split

@@ -49,43 +49,49 @@ def _text(value: Any, limit: int = 500) -> str | None:
     return str(value)[:limit]
 
 
+def _row(  # noqa: PLR0913 - the table's columns
+    event_id: str,
+    name: str,
+    profile_id: str,
+    type_: str,
+    channel: str,
+    at: datetime,
+    attribution: dict,
+    properties: dict,
+) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "event_id": event_id,
+        "touchpoint": name,
+        "profile_id": profile_id,
+        "type": type_,
+        "channel": channel,
+        "occurred_at": micros(at),
+    }
+    row |= {field: attribution.get(field) for field in ATTRIBUTION_FIELDS}
+    properties = properties if type_ == "order" else {}
+    row |= {field: _text(properties.get(field)) for field in ORDER_FIELDS}
+    row["amount"] = _amount(properties.get("amount")) if type_ == "order" else None
+    row["order_status"] = _text(properties.get("status"))
+    return {field: value for field, value in row.items() if value is not None}
+
+
 def touchpoint_row(event: Event, outcome: Outcome) -> dict[str, Any] | None:
     """The touchpoints table row of an applied event (None when no profile took it)."""
     if outcome.profile_id is None:
         return None
-    row: dict[str, Any] = {
-        "event_id": event.event_id,
-        "touchpoint": touchpoint_name(event.type, event.properties, event.event_id),
-        "profile_id": outcome.profile_id,
-        "type": event.type,
-        "channel": event.channel,
-        "occurred_at": micros(event.timestamp),
-    }
-    attribution = event.context.attribution()
-    row |= {name: attribution.get(name) for name in ATTRIBUTION_FIELDS}
-    properties = event.properties if event.type == "order" else {}
-    row |= {name: _text(properties.get(name)) for name in ORDER_FIELDS}
-    row["amount"] = _amount(properties.get("amount")) if event.type == "order" else None
-    row["order_status"] = _text(properties.get("status"))
-    return {name: value for name, value in row.items() if value is not None}
+    e, name = event, touchpoint_name(event.type, event.properties, event.event_id)
+    ad = e.context.attribution()
+    return _row(e.event_id, name, outcome.profile_id, e.type, e.channel, e.timestamp, ad, e.properties)
 
 
 def settled_touchpoint_message(touchpoint: Touchpoint, profile_id: str) -> Message:
-    """The row of a fast-path touchpoint given to another profile after it was written (a
-    merge it raced, ``IdentityService.settle_merge``): the same touchpoint with the profile it
-    belongs to, published later, so the views' latest row per touchpoint names that profile.
-    Fast-path touchpoints are never orders: no order columns."""
-    row: dict[str, Any] = {
-        "event_id": touchpoint.event_id,
-        "touchpoint": touchpoint.event_id,
-        "profile_id": profile_id,
-        "type": touchpoint.type,
-        "channel": touchpoint.channel,
-        "occurred_at": micros(touchpoint.timestamp),
-    }
-    row |= {name: touchpoint.attribution.get(name) for name in ATTRIBUTION_FIELDS}
-    row = {name: value for name, value in row.items() if value is not None}
-    return Message(json.dumps(row, ensure_ascii=False).encode(), {"type": touchpoint.type})
+    """The row of a touchpoint given to another profile after its event's row was published (a
+    fast-path write that raced a merge or a split, ``IdentityService.settle_merge``; the
+    touchpoints a split moved): the same touchpoint with the profile it belongs to, published
+    later, so the views' latest row per touchpoint names that profile."""
+    t = touchpoint
+    row = _row(t.event_id, t.name, profile_id, t.type, t.channel, t.timestamp, t.attribution, t.properties)
+    return Message(json.dumps(row, ensure_ascii=False).encode(), {"type": t.type})
 
 
 def touchpoint_message(event: Event, outcome: Outcome) -> Message | None:

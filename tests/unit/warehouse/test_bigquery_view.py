@@ -404,3 +404,22 @@ def test_a_page_view_racing_a_merge_ends_with_the_survivor_downstream():
     ).fetchall()
     assert latest == [(older,)]
     runtime.install(None)
+
+
+def test_a_touchpoint_given_to_another_profile_is_published_as_its_event_was():
+    # What a split or a merge's settling publishes again: the row the event published, but for
+    # the profile the touchpoint belongs to now (orders too: the split moves them).
+    from svyaz.app.warehouse import settled_touchpoint_message, touchpoint_row
+
+    rt = runtime.build(Settings(), store=MemoryStore(PEPPER), publisher=LocalQueue())
+    for event in [
+        ev("ad", "page", 1, {"client_id": "c9"}, ad=VK),
+        ev("o", "order", 2, {"client_id": "c9"}, order_id="W-7", amount="10.5", currency="RUB", store_id="s"),
+    ]:
+        outcome = apply_message(event_message(event), rt)
+        held = rt.store.touchpoints([outcome.profile_id], 10)
+        [touchpoint] = [t for t in held if t.event_id == event.event_id]
+        again = json.loads(settled_touchpoint_message(touchpoint, "another").data)
+        assert again == touchpoint_row(event, outcome) | {"profile_id": "another"}
+        check_row(again, schema("touchpoints"), event.event_id)
+    runtime.install(None)
