@@ -147,10 +147,11 @@ class IdentityService:
         elif outcome.profile_id:
             # The profile document's aggregates catch up off the event's path (debounced).
             jobs = [*jobs, Job("fold", outcome.profile_id, str(to_ms(datetime.now(UTC))))]
-        log.info(
-            "event applied",
-            extra={"svyaz": {k: v for k, v in outcome.as_dict().items() if k != "dropped"}},
-        )
+        if log.isEnabledFor(logging.INFO):  # the line's fields are built only for a reader
+            log.info(
+                "event applied",
+                extra={"svyaz": {k: v for k, v in outcome.as_dict().items() if k != "dropped"}},
+            )
         if jobs:
             self.jobs.publish(jobs)
         return outcome
