@@ -45,7 +45,8 @@ resource "google_firestore_field" "touchpoint_stubs_ttl" {
 # (cost, latency) and no index entry limit trouble for free-form maps. An exemption on a map field
 # applies to all its subfields. Queried, so kept: identifiers.profile_id (the identifiers of a
 # profile), profiles.merged_into (the tombstones of a family), touchpoints.profile_id / type /
-# timestamp / attributed (history, aggregates, order credit, reports).
+# timestamp / attributed (history, aggregates, order credit, reports), processed_events.profile_ids,
+# audit.profile_ids and splits.profile_id (what an erasure deletes or rewrites).
 locals {
   firestore_unindexed_fields = {
     "profiles.traits"            = { collection = "profiles", field = "traits" }
@@ -54,9 +55,16 @@ locals {
     "profiles.identifiers"   = { collection = "profiles", field = "identifiers" }
     "profiles.last_order_ms" = { collection = "profiles", field = "last_order_ms" }
     # Seen times: queried only through the journal's composite indexes (below).
-    "profiles.last_seen_ms"      = { collection = "profiles", field = "last_seen_ms" }
-    "profiles.first_seen_ms"     = { collection = "profiles", field = "first_seen_ms" }
-    "touchpoints.properties"     = { collection = "touchpoints", field = "properties" }
+    "profiles.last_seen_ms"  = { collection = "profiles", field = "last_seen_ms" }
+    "profiles.first_seen_ms" = { collection = "profiles", field = "first_seen_ms" }
+    "touchpoints.properties" = { collection = "touchpoints", field = "properties" }
+    # When a fast-path write's read began: read back by the settle jobs (filtered in Python,
+    # never queried), and a timestamp every page view writes would be an index hotspot.
+    "touchpoints.written_ms" = { collection = "touchpoints", field = "written_ms" }
+    # A replay's outcome and jobs are read by document id only; profile_ids stays indexed
+    # (erasure finds the records naming the family with array-contains-any).
+    "processed_events.outcome"   = { collection = "processed_events", field = "outcome" }
+    "processed_events.jobs"      = { collection = "processed_events", field = "jobs" }
     "touchpoints.identifiers"    = { collection = "touchpoints", field = "identifiers" }
     "touchpoints.context"        = { collection = "touchpoints", field = "context" }
     "touchpoints.credit"         = { collection = "touchpoints", field = "credit" }
