@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from svyaz.adapters.queue import LocalQueue, QueueUnavailable
 from svyaz.domain.model import Identifier
 from tests.pipeline_support import (
     API_KEY,
@@ -220,6 +221,63 @@ def test_a_transient_failure_fails_the_delivery_so_pubsub_retries(rt):
     [message] = rt.publisher.drain(rt.settings.events_topic)
     rt.publisher = BrokenQueue()  # the outcome cannot be published
     assert deliver(message, rt).status_code == 500
+
+
+class CountingQueue(LocalQueue):
+    """The in-process queue, counting the waits on the broker: each ``publish`` or
+    ``publish_all`` call is one (Pub/Sub's client waits on every future of a call together)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[list[str]] = []
+        self._inside = False
+
+    def publish_all(self, batches):
+        self.waits.append(sorted(batches))
+        self._inside = True
+        try:
+            super().publish_all(batches)
+        finally:
+            self._inside = False
+
+    def publish(self, topic, messages):
+        if not self._inside:
+            self.waits.append([topic])
+        super().publish(topic, messages)
+
+
+def test_an_event_waits_on_the_broker_once_for_its_jobs_outcome_and_warehouse_row():
+    queue = CountingQueue()
+    rt = install(publisher=queue, touchpoints_topic="svyaz-touchpoints")
+    client("collect").post("/collect", json=fixture("collect/web_page_view.json"), headers=AUTH)
+    [message] = queue.drain(rt.settings.events_topic)
+    queue.waits.clear()
+    assert deliver(message, rt).status_code == 200
+    topics = sorted([rt.settings.events_topic, rt.settings.profile_updates_topic, "svyaz-touchpoints"])
+    assert queue.waits == [topics]  # before: the jobs alone, then the outcome and the row
+    [job] = queue.drain(rt.settings.events_topic)
+    assert job.attributes["kind"] == "fold"
+
+
+def test_an_event_whose_publish_fails_leaves_no_job_behind_and_its_redelivery_publishes_them():
+    queue = CountingQueue()
+    rt = install(publisher=queue)
+    client("collect").post("/collect", json=fixture("collect/app_batch.json"), headers=AUTH)
+    messages = queue.drain(rt.settings.events_topic)
+    broken = {"on": True}
+    publish_all = queue.publish_all
+
+    def failing(batches):
+        if broken["on"]:
+            raise QueueUnavailable("down for the test")
+        publish_all(batches)
+
+    queue.publish_all = failing
+    assert deliver(messages[0], rt).status_code == 500
+    assert queue.drain(rt.settings.events_topic) == []  # nothing was sent of the failed delivery
+    broken["on"] = False
+    assert deliver(copy.deepcopy(messages[0]), rt).status_code == 200
+    assert queue.drain(rt.settings.profile_updates_topic)
 
 
 # --- /profiles ----------------------------------------------------------------------------

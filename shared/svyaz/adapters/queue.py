@@ -13,6 +13,8 @@ import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -95,9 +97,25 @@ class PublishedJobs:
     def __init__(self, publisher: Publisher, topic: str) -> None:
         self.publisher = publisher
         self.topic = topic
+        self._held = threading.local()
 
     def publish(self, jobs: list[Job]) -> None:
+        held: list[Job] | None = getattr(self._held, "jobs", None)
+        if held is not None:
+            held.extend(jobs)
+            return
         self.publisher.publish(self.topic, [job_message(job) for job in jobs])
+
+    @contextmanager
+    def holding(self) -> Iterator[list[Job]]:
+        """Keep the jobs this thread publishes inside the block in the list it yields: the
+        worker sends them with the event's outcome in one ``publish_all``, one wait on the
+        broker per event instead of two. The caller must publish them (or fail the message)."""
+        self._held.jobs = held = []
+        try:
+            yield held
+        finally:
+            self._held.jobs = None
 
 
 def outcome_message(outcome: Outcome) -> Message:

@@ -11,6 +11,7 @@ import base64
 import binascii
 import json
 import logging
+from contextlib import nullcontext
 from typing import Any
 
 from pydantic import ValidationError
@@ -19,7 +20,9 @@ from svyaz.adapters.queue import (
     JOB_KINDS,
     LocalQueue,
     Message,
+    PublishedJobs,
     QueueUnavailable,
+    job_message,
     outcome_message,
     split_message,
 )
@@ -65,15 +68,20 @@ def apply_message(message: Message, runtime: Runtime) -> Outcome | None:
         raise PoisonMessage(f"invalid event ({', '.join(fields)})") from None
     if (reason := check_event_time(event, runtime.settings.time_window)) is not None:
         raise PoisonMessage(f"invalid event ({reason})")
+    sink = runtime.service.jobs
     try:
-        outcome = runtime.service.apply(event)
+        with sink.holding() if isinstance(sink, PublishedJobs) else nullcontext([]) as jobs:
+            outcome = runtime.service.apply(event)
     except InvalidEvent as exc:
         raise PoisonMessage(str(exc)) from None
     settings = runtime.settings
     # The outcome for downstream systems, and the touchpoint row the warehouse subscription
     # writes to BigQuery; a duplicate delivery publishes them again (the views deduplicate), so a
-    # failed publish after the commit loses neither.
+    # failed publish after the commit loses neither. The event's follow-up jobs go in the same
+    # publish (one wait on the broker): a redelivery publishes them again too.
     batches = {settings.profile_updates_topic: [outcome_message(outcome)]}
+    if jobs:
+        batches[settings.events_topic] = [job_message(job) for job in jobs]
     if settings.touchpoints_topic and (row := touchpoint_message(event, outcome)) is not None:
         batches[settings.touchpoints_topic] = [row]
     runtime.publisher.publish_all(batches)
