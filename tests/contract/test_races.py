@@ -334,10 +334,16 @@ def test_a_merge_whose_commit_reply_was_lost_still_runs_its_follow_ups(store, po
     assert jobs.jobs == []
     again = service.apply(merge)  # redelivered: a duplicate, and its jobs again
     assert again.duplicate and again.status == "merged" and again.profile_id == a
-    assert [(j.kind, j.subject, j.target) for j in jobs.jobs] == [("repoint", b, a)]
+    # (and its fold: the lost delivery never published one)
+    assert [(j.kind, j.subject, j.target if j.kind != "fold" else "") for j in jobs.jobs] == [
+        ("repoint", b, a),
+        ("fold", a, ""),
+    ]
     jobs.run_all(service)
     assert store.get_record(Identifier("email", "i@x.ru")).profile_id == a
     assert store.lookup(Identifier("client_id", "c1")).counters["events"] == 3
+    # The profile document too (the journal's directory counts from it): the merge is folded.
+    assert store._profile_doc(a).counters["events"] == 3
 
 
 def test_a_duplicate_is_answered_from_one_read_and_writes_nothing(store, policy):
@@ -345,10 +351,12 @@ def test_a_duplicate_is_answered_from_one_read_and_writes_nothing(store, policy)
     service.apply(event({"client_id": "c1"}))
     view = event({"client_id": "c1"}, minutes=1, context={"source": "vk"})
     service.apply(view)
-    watched = Interleaved(store)
-    again = IdentityService(watched, policy).apply(view)
+    watched, jobs = Interleaved(store), PendingJobs()
+    again = IdentityService(watched, policy, jobs=jobs).apply(view)
     assert again.duplicate
     assert watched.calls == ["first_read", "profile_state"]  # the read, and the erasure check
+    # Its fold job again, off its path (the delivery that applied it may have failed to publish it).
+    assert [(j.kind, j.subject) for j in jobs.jobs] == [("fold", again.profile_id)]
 
 
 def test_no_change_events_write_only_their_touchpoint(store, policy):

@@ -11,7 +11,7 @@ from typing import Any
 
 from svyaz.adapters.store.base import BLOCKLIST, PROFILES, Store, Write
 from svyaz.adapters.store.memory import MemoryStore
-from svyaz.app.service import IdentityService
+from svyaz.app.service import IdentityService, PendingJobs
 from tests.helpers import event
 
 RPCS = {
@@ -69,8 +69,9 @@ def doc(store: Store, collection: str, key: str) -> dict[str, Any] | None:
 
 
 def test_a_redelivered_identify_is_answered_from_one_read_with_no_commit(store, policy):
-    # Traits take the transactional path (a read-compare-write of the profile).
-    service = IdentityService(store, policy)
+    # Traits take the transactional path (a read-compare-write of the profile). Follow-up jobs
+    # (its fold) are messages of their own, counted apart.
+    service = IdentityService(store, policy, jobs=PendingJobs())
     identify = event(
         {"email": "ann@example.com"}, event_id="identify-1", type="identify", traits={"name": "Ann"}
     )

@@ -144,8 +144,9 @@ class IdentityService:
         outcome, jobs = applied if applied is not None else self._transaction(observation, first)
         if outcome.duplicate:
             self.stats["duplicates"] += 1
-        elif outcome.profile_id:
-            # The profile document's aggregates catch up off the event's path (debounced).
+        if outcome.profile_id:
+            # The profile document's aggregates catch up off the event's path (debounced). A
+            # redelivery asks again: the delivery that applied it may have failed to publish.
             jobs = [*jobs, Job("fold", outcome.profile_id, str(to_ms(datetime.now(UTC))))]
         if log.isEnabledFor(logging.INFO):  # the line's fields are built only for a reader
             log.info(

@@ -730,7 +730,8 @@ class Store(ABC):
         was published did it (one read), and ``FoldLater`` when the last fold is younger than
         ``interval_ms`` (the job is retried after Pub/Sub's backoff, so a busy customer's
         profile is written at most about once per interval, and the last events still get
-        folded). A fold never overwrites a later one. Returns whether it wrote.
+        folded). A fold never overwrites a later one, and writes nothing when the document
+        already holds what it derived (a redelivery's fold). Returns whether it wrote.
 
         With ``lookback_days`` it also re-credits every order whose credit the touchpoints it
         read change: every event's fold job reads after the event's write, so a late touch
@@ -765,6 +766,9 @@ class Store(ABC):
             update["last_seen_ms"] = max(int(doc.get("last_seen_ms") or 0), to_ms(totals.last_seen))
         if totals.first_seen is not None:
             update["first_seen_ms"] = min(int(doc.get("first_seen_ms") or 0), to_ms(totals.first_seen))
+        if all(doc.get(field) == value for field, value in update.items() if field != "folded_ms"):
+            # Nothing new (a redelivery's fold, an import re-run): the document stays as it is.
+            return False
         try:
             self._commit([Write(PROFILES, profile.profile_id, update, "update", found.revision)])
         except Conflict:
