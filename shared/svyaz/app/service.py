@@ -143,10 +143,9 @@ class IdentityService:
         applied, first = self._fast_path(observation) if may_take_fast_path(observation) else (None, None)
         outcome, jobs = applied if applied is not None else self._transaction(observation, first)
         if outcome.duplicate:
-            self.stats["duplicates"] += 1
-        if outcome.profile_id:
-            # The profile document's aggregates catch up off the event's path (debounced). A
-            # redelivery asks again: the delivery that applied it may have failed to publish.
+            self.stats["duplicates"] += 1  # (its fold job is among ``jobs``: ``_refold``)
+        elif outcome.profile_id:
+            # The profile document's aggregates catch up off the event's path (debounced).
             jobs = [*jobs, Job("fold", outcome.profile_id, str(to_ms(datetime.now(UTC))))]
         if log.isEnabledFor(logging.INFO):  # the line's fields are built only for a reader
             log.info(
@@ -201,7 +200,19 @@ class IdentityService:
             if state is None or state.status == "erased":
                 self.store.erase_touchpoint(replay.outcome.event_id)
                 replay.outcome.profile_id = None
-        return replay.outcome, replay.jobs
+        return replay.outcome, [*replay.jobs, *self._refold(replay)]
+
+    @staticmethod
+    def _refold(replay: Plan) -> list[Job]:
+        """A redelivery's fold job: the delivery that applied the event may have failed to
+        publish its own. Stamped with when the first application was committed (as read with
+        the duplicate's record), so a fold that started after it (it read the event) covers it
+        and the job skips with one read; unknown, the redelivery's own time."""
+        if not replay.outcome.profile_id:
+            return []
+        now = to_ms(datetime.now(UTC))
+        stamp = now if replay.written_ms is None else min(now, replay.written_ms)
+        return [Job("fold", replay.outcome.profile_id, str(stamp))]
 
     # --- the transaction ----------------------------------------------------------------------
     def _transaction(self, observation: Observation, first: FirstRead | None = None) -> Applied:
@@ -213,8 +224,9 @@ class IdentityService:
             observation.touchpoint_name,
             first=first,
         )
-        if not plan.outcome.duplicate:
-            self.stats["transactions"] += 1
+        if plan.outcome.duplicate:
+            return plan.outcome, [*plan.jobs, *self._refold(plan)]
+        self.stats["transactions"] += 1
         return plan.outcome, plan.jobs
 
     # --- follow-up jobs -----------------------------------------------------------------------

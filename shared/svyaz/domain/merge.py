@@ -182,6 +182,8 @@ class Snapshot:
     previous: Touchpoint | None = None
     # The event's identifiers that are on the store's blocklist (read in the same transaction).
     blocked: set[Identifier] = field(default_factory=set)
+    # When the record showing it applied was committed (ms, rounded up; None: unknown).
+    written_ms: int | None = None
 
     def owner(self, identifier: Identifier) -> Profile | None:
         """The active profile an identifier resolves to; None if unknown or erased."""
@@ -210,6 +212,7 @@ class Plan:
     touchpoint: Touchpoint | None = None
     jobs: list[Job] = field(default_factory=list)
     audit: list[AuditEntry] = field(default_factory=list)  # merges, moves and conflicts, for explain
+    written_ms: int | None = None  # a duplicate's: when its first application was committed
 
     @property
     def document_writes(self) -> int:
@@ -526,12 +529,14 @@ def replay_plan(observation: Observation, snapshot: Snapshot) -> Plan | None:
     if snapshot.processed is not None:
         outcome = Outcome.from_dict(snapshot.processed.outcome.as_dict())
         outcome.event_id, outcome.duplicate = observation.event.event_id, True  # (erased: no id kept)
-        return Plan(outcome=outcome, jobs=list(snapshot.processed.jobs))
+        return Plan(outcome=outcome, jobs=list(snapshot.processed.jobs), written_ms=snapshot.written_ms)
     applied = snapshot.applied
     if applied is not None:  # applied by the fast path, or erased since (a stub)
         event_id = observation.event.event_id
         profile_id = applied.profile_id or None
-        return Plan(outcome=Outcome(event_id, "unchanged", profile_id, duplicate=True))
+        return Plan(
+            outcome=Outcome(event_id, "unchanged", profile_id, duplicate=True), written_ms=snapshot.written_ms
+        )
     return None
 
 

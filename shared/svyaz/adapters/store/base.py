@@ -345,8 +345,17 @@ class Store(ABC):
             previous=touchpoint_from_doc(previous) if previous else None,
             blocked={i for ref, i in blocks.items() if ref in found},
         )
+        if processed or applied:
+            done = self._processed_ref(event_id) if processed else self._touchpoint_ref(event_id)
+            snapshot.written_ms = self._written_ms(get, done)
         self._unguard_blocks(get, blocks, snapshot)
         return snapshot
+
+    def _written_ms(self, get: Get, ref: Ref) -> int | None:
+        """When a document read by ``get`` was last committed, in ms rounded up, from what the
+        read brought along (no read of its own); None: unknown. A redelivery's fold job is
+        stamped with it, so a fold that started after it (it read the event) covers it."""
+        return None
 
     @staticmethod
     def _unguard_blocks(get: Get, blocks: dict[Ref, Identifier], snapshot: Snapshot) -> None:

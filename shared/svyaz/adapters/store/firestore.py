@@ -51,7 +51,7 @@ from svyaz.adapters.store.base import (
     Write,
     touchpoint_from_doc,
 )
-from svyaz.domain.model import Touchpoint
+from svyaz.domain.model import Touchpoint, to_ms
 
 log = logging.getLogger("svyaz.adapters.store.firestore")
 T = TypeVar("T")
@@ -129,6 +129,11 @@ class FirestoreStore(Store):
     def _get_found(self, ref: Ref) -> Found | None:
         doc = self._ref(ref).get()
         return Found(doc.id, doc.to_dict(), doc.update_time) if doc.exists else None
+
+    def _written_ms(self, get: Get, ref: Ref) -> int | None:
+        # A transaction's read keeps each document's update_time: its commit time, on the server.
+        update_time = get.record.get(ref) if isinstance(get, Reader) else None
+        return None if update_time is None else to_ms(update_time) + 1
 
     def _backoff(self) -> Backoff:
         return Backoff(self.max_attempts, self.base_delay, self.max_delay)

@@ -87,6 +87,7 @@ class MemoryStore(Store):
         self.docs: dict[str, dict[str, dict[str, Any]]] = {c: {} for c in (*COLLECTIONS, LEDGER)}
         self._revisions: dict[Ref, int] = {}
         self._revision = 0
+        self._written: dict[Ref, int] = {}  # when an event's record was last written (ms, up)
         self._index: dict[str, dict[Any, set[str]]] = {c: {} for c in INDEXED}
         # Touchpoints by type, each list sorted by (timestamp, id): reports read a time range.
         self._by_type: dict[str, list[tuple[datetime, str]]] = {}
@@ -116,8 +117,11 @@ class MemoryStore(Store):
             self._unindex(collection, key, old, timed)
         self._revision += 1
         self._revisions[(collection, key)] = self._revision
+        if collection in EXPIRING:  # (under the latch: a read that starts later sees the write)
+            self._written[(collection, key)] = time.time_ns() // 1_000_000 + 1
         if doc is None:
             self._revisions.pop((collection, key), None)
+            self._written.pop((collection, key), None)
             return
         self.docs[collection][key] = doc
         self._reindex(collection, key, doc, timed)
@@ -174,6 +178,9 @@ class MemoryStore(Store):
         with self._latch:
             found = self._found(ref[0], [ref[1]])
         return found[0] if found else None
+
+    def _written_ms(self, get: Get, ref: Ref) -> int | None:
+        return self._written.get(ref)
 
     def _reading(self) -> Reader:
         """A transaction's getter: one read round, each document's first revision recorded."""
