@@ -271,13 +271,12 @@ class IdentityService:
             raise Later("the family is being split: its late writes settle after it")
         # Each goes where all its identifiers resolve now (the survivor, or after a split since,
         # the part that took them, as the split's own settling places them); else it stays.
-        links = sorted({i for _, t in late for i in t.identifiers if self.policy.kind(i.kind).links})
-        owners = self.store.owners(links)
-        moves: dict[str, tuple[Touchpoint, str]] = {}
-        for key, touchpoint in late:
-            now = {owners[i] for i in touchpoint.identifiers if owners.get(i)}
-            if len(now) == 1 and (target := now.pop()) != touchpoint.profile_id:
-                moves[key] = (touchpoint, target)
+        resolved = self.store.resolve_late(late, lambda i: self.policy.kind(i.kind).links)
+        moves = {
+            key: (touchpoint, resolved[key])
+            for key, touchpoint in late
+            if key in resolved and resolved[key] != touchpoint.profile_id
+        }
         if moves and self.updates is not None:
             self.updates(list(moves.values()))
         self.store.move_touchpoints({key: target for key, (_, target) in moves.items()})

@@ -156,16 +156,13 @@ class Splitter:
             raise Later(f"split settles in {request.settle_ms - now} ms")
         since = request.planned_ms - FAST_GRACE_MS - CLOCK_MARGIN_MS
         late = self.store.late_touchpoints(request.family, since)
-        links = [i for _, t in late for i in t.identifiers if self.policy.kind(i.kind).links]
-        owners = self.store.owners(sorted(set(links)))
+        resolved = self.store.resolve_late(late, lambda i: self.policy.kind(i.kind).links)
         current = {pid: self.store.active_profile(pid) for pid in {t.profile_id for _, t in late}}
         moves: dict[str, str] = {}
         for key, touchpoint in late:
-            now_owners = {owners[i] for i in touchpoint.identifiers if owners.get(i)}
-            target = now_owners.pop() if len(now_owners) == 1 else None
             held = current.get(touchpoint.profile_id)
-            if target is not None and (held is None or held.profile_id != target):
-                moves[key] = target
+            if key in resolved and (held is None or held.profile_id != resolved[key]):
+                moves[key] = resolved[key]
         if moves:
             if self.updates is not None:  # their outcomes named the profile they read: corrected
                 held = dict(late)

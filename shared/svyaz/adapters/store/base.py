@@ -843,7 +843,21 @@ class Store(ABC):
             return []
         return self.late_touchpoints([loser_id], int(doc["merged_ms"]) - FAST_GRACE_MS - CLOCK_MARGIN_MS)
 
-    def owners(self, identifiers: list[Identifier]) -> dict[Identifier, str | None]:
+    def resolve_late(
+        self, late: list[tuple[str, Touchpoint]], links: Callable[[Identifier], bool]
+    ) -> dict[str, str]:
+        """Where each late fast-path write (document id, touchpoint) belongs now: the one active
+        profile all its linking identifiers (``links``) resolve to; a write whose identifiers
+        resolve to none or to several is left out. The settling passes of merges and splits."""
+        owners = self._owners(sorted({i for _, t in late for i in t.identifiers if links(i)}))
+        resolved: dict[str, str] = {}
+        for key, touchpoint in late:
+            now = {owners[i] for i in touchpoint.identifiers if owners.get(i)}
+            if len(now) == 1:
+                resolved[key] = now.pop()
+        return resolved
+
+    def _owners(self, identifiers: list[Identifier]) -> dict[Identifier, str | None]:
         """The active profile each identifier resolves to now (None: unknown or erased)."""
         found = self._get([self._record_ref(i) for i in identifiers])
         resolved: dict[str, str | None] = {}
